@@ -1,0 +1,106 @@
+"""A notebook's outputs in its run folder, in the order it produced them.
+
+Each notebook opens `RunFolder(run_dir, step)` and saves every table and figure it shows through
+it: the files get stable names (tables/NAME.csv and .md, figures/NAME.png and .svg) and a
+manifest (artifacts/STEP.json) records them in order, so that the report page can show them
+without re-running anything. Re-running a notebook replaces its own manifest only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+class RunFolder:
+    """The run folder seen from one notebook (step)."""
+
+    def __init__(self, run_dir: str | Path, step: str):
+        self.root = Path(run_dir).resolve()
+        self.step = step
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.root / "artifacts" / f"{step}.json"
+        self.entries: list[dict] = []
+        self._save_manifest()
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run folder (its parent folder is created)."""
+        p = self.root.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def exists(self, *parts: str) -> bool:
+        return self.root.joinpath(*parts).exists()
+
+    def require(self, *parts: str, made_by: str) -> Path:
+        """An input another notebook wrote; a clear error when it is not there yet."""
+        p = self.root.joinpath(*parts)
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is missing: run {made_by} first with the same run_dir "
+                                    f"(pmlm report runs the notebooks in order).")
+        return p
+
+    def _save_manifest(self) -> None:
+        write_json(self.manifest_path, {"step": self.step, "artifacts": self.entries})
+
+    def _add(self, entry: dict) -> None:
+        self.entries = [e for e in self.entries if e["name"] != entry["name"]] + [entry]
+        self._save_manifest()
+
+    def table(self, df: pd.DataFrame, name: str, caption: str, *, index: bool = True, floatfmt: str = ".4g") -> pd.DataFrame:
+        """Save a table (CSV for machines, Markdown for people, HTML for the report); return it for display."""
+        csv_path = self.path("tables", f"{name}.csv")
+        atomic_write_text(csv_path, df.to_csv(index=index))
+        atomic_write_text(self.path("tables", f"{name}.md"), f"{caption}\n\n" + df.to_markdown(index=index, floatfmt=floatfmt) + "\n")
+        html = df.to_html(index=index, float_format=lambda x: format(x, floatfmt), na_rep="", border=0, classes="table")
+        atomic_write_text(self.path("tables", f"{name}.html"), html)
+        self._add({"kind": "table", "name": name, "caption": caption,
+                   "files": [str(csv_path.relative_to(self.root)), f"tables/{name}.md", f"tables/{name}.html"]})
+        return df
+
+    def figure(self, fig, name: str, caption: str):
+        """Save a matplotlib figure as PNG (report) and SVG (papers); return it for display."""
+        png, svg = self.path("figures", f"{name}.png"), self.path("figures", f"{name}.svg")
+        fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})
+        self._add({"kind": "figure", "name": name, "caption": caption, "files": [f"figures/{name}.png", f"figures/{name}.svg"]})
+        return fig
+
+    def text(self, name: str, caption: str, body: str) -> str:
+        """Save a text block (a prompt, a reply) that the report shows verbatim."""
+        path = self.path("texts", f"{name}.txt")
+        atomic_write_text(path, body)
+        self._add({"kind": "text", "name": name, "caption": caption, "files": [f"texts/{name}.txt"]})
+        return body
+
+    def record(self, name: str, obj) -> None:
+        """Save numbers that later notebooks, the report or tests read (JSON)."""
+        write_json(self.path("results", f"{name}.json"), obj)
+
+
+def read_manifest(run_dir: str | Path, step: str) -> list[dict]:
+    path = Path(run_dir) / "artifacts" / f"{step}.json"
+    if not path.exists():
+        return []
+    return json.loads(path.read_text(encoding="utf-8"))["artifacts"]

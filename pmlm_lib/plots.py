@@ -1,0 +1,97 @@
+"""Figures of the notebooks: each function takes data and returns a matplotlib figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .cohort import Cohort
+
+SPLIT_COLORS = {"train": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
+
+
+def indicator_coverage(coverage: pd.Series, threshold: float, kept: list[str]):
+    """Share of examinations measuring each indicator, with the coverage threshold."""
+    fig, ax = plt.subplots(figsize=(10, max(4, 0.22 * len(coverage))))
+    colors = ["#4C72B0" if name in kept else "#C44E52" for name in coverage.index]
+    ax.barh(coverage.index[::-1], coverage.to_numpy()[::-1], color=colors[::-1])
+    ax.axvline(threshold, color="k", ls="--", lw=1)
+    ax.text(threshold, len(coverage) - 0.5, f" threshold {threshold:.0%}", va="top")
+    ax.set_xlabel("share of examinations in which the indicator was measured")
+    ax.set_xlim(0, 1)
+    ax.set_title("Indicator coverage (blue: kept, red: dropped)")
+    fig.tight_layout()
+    return fig
+
+
+def visits_per_patient(cohort: Cohort):
+    counts = cohort.exams.groupby("patient_id").size()
+    labels = cohort.patients.set_index("patient_id")["label"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].hist(counts, bins=np.arange(0.5, counts.max() + 1.5, 1), color="#4C72B0")
+    axes[0].set_xlabel("examinations per patient")
+    axes[0].set_ylabel("patients")
+    axes[0].set_title(f"Visits per patient (median {counts.median():.0f}, max {counts.max()})")
+    by_label = pd.DataFrame({"visits": counts, "label": labels.reindex(counts.index)})
+    order = by_label.groupby("label")["visits"].median().sort_values().index
+    sns.boxplot(data=by_label, y="label", x="visits", order=order, ax=axes[1], color="#8fb0d9", fliersize=2)
+    axes[1].set_title("Sicker patients are examined more often")
+    axes[1].set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def label_distribution(counts: pd.DataFrame):
+    """Patients per label, stacked by split (counts from filtering.split_label_counts)."""
+    table = counts.drop(index="all labels", errors="ignore").drop(columns="total", errors="ignore")
+    table = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(10, 0.4 * len(table) + 1.5))
+    left = np.zeros(len(table))
+    for split in table.columns:
+        ax.barh(table.index, table[split], left=left, label=split, color=SPLIT_COLORS.get(split))
+        left += table[split].to_numpy()
+    ax.set_xlabel("patients")
+    ax.legend(loc="lower right")
+    ax.set_title("Label distribution by split (skewed: 'normal' is the largest class)")
+    fig.tight_layout()
+    return fig
+
+
+def missingness(cohort: Cohort, max_patients: int = 60, seed: int = 0):
+    """Which values are present, examination by examination, for a sample of patients."""
+    rng = np.random.default_rng(seed)
+    ids = cohort.patients["patient_id"].to_numpy()
+    sample = set(rng.choice(ids, size=min(max_patients, len(ids)), replace=False))
+    exams = cohort.exams[cohort.exams["patient_id"].isin(sample)]
+    present = exams[cohort.indicators].notna().to_numpy().T.astype(float)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 0.2 * len(cohort.indicators) + 2), gridspec_kw={"width_ratios": [4, 1]})
+    axes[0].imshow(present, aspect="auto", interpolation="nearest", cmap="Blues", vmin=0, vmax=1.3)
+    axes[0].set_yticks(range(len(cohort.indicators)), cohort.indicators, fontsize=7)
+    axes[0].set_xlabel(f"examinations of {len(sample)} random patients (patients one after another)")
+    axes[0].set_title("Present (blue) and missing (white) values: whole panels go missing together")
+    share = cohort.exams[cohort.indicators].notna().mean()
+    axes[1].barh(range(len(share)), share.to_numpy(), color="#4C72B0")
+    axes[1].set_ylim(len(share) - 0.5, -0.5)
+    axes[1].set_yticks([])
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("share present, all patients")
+    fig.tight_layout()
+    return fig
+
+
+def admissions_over_time(cohort: Cohort, split: pd.Series):
+    adm = cohort.patients.assign(split=cohort.patients["patient_id"].map(split))
+    adm["month"] = adm["admission_date"].dt.to_period("M").dt.to_timestamp()
+    table = adm.pivot_table(index="month", columns="split", values="patient_id", aggfunc="count", fill_value=0)
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    bottom = np.zeros(len(table))
+    for split_name in [s for s in SPLIT_COLORS if s in table.columns]:
+        ax.bar(table.index, table[split_name], width=25, bottom=bottom, label=split_name, color=SPLIT_COLORS[split_name])
+        bottom += table[split_name].to_numpy()
+    ax.set_ylabel("patients admitted")
+    ax.legend()
+    ax.set_title("Admissions per month, coloured by split")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,105 @@
+"""The report page: reports/<run>/index.html, one self-contained file.
+
+It shows every table, figure and text the notebooks saved (in notebook order, then in the order
+each notebook saved them), each notebook's wall time and peak memory, and the run's record:
+profile, parameters, seeds, package versions, model identities and checksums.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from .artifacts import atomic_write_text, read_manifest
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table.table{border-collapse:collapse;font-size:.88em;margin:.5em 0 1.5em} .table th,.table td{border:1px solid #ddd;padding:3px 7px;text-align:right}
+.table th{background:#f4f4f4} .table td:first-child,.table th:first-child{text-align:left}
+figure{margin:1em 0 2em} figure img{max-width:100%} figcaption,.caption{font-size:.92em;color:#444;margin:.3em 0}
+pre{background:#f7f7f7;padding:.8em;white-space:pre-wrap;font-size:.85em;border-left:3px solid #ccc}
+.meta td{vertical-align:top} .failed{color:#b00;font-weight:bold} .ok{color:#070}
+details{margin:.5em 0} summary{cursor:pointer;font-weight:600}
+"""
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _kv_table(rows: dict) -> str:
+    body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows.items())
+    return f'<table class="table meta">{body}</table>'
+
+
+def _artifact_html(run_dir: Path, entry: dict) -> str:
+    caption = f'<div class="caption">{_esc(entry["caption"])}</div>'
+    if entry["kind"] == "table":
+        table_html = (run_dir / f"tables/{entry['name']}.html").read_text(encoding="utf-8")
+        return f'<section id="{_esc(entry["name"])}">{caption}{table_html}</section>'
+    if entry["kind"] == "figure":
+        data = base64.b64encode((run_dir / entry["files"][0]).read_bytes()).decode()
+        return (f'<figure id="{_esc(entry["name"])}"><img alt="{_esc(entry["caption"])}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{_esc(entry['caption'])}</figcaption></figure>")
+    if entry["kind"] == "text":
+        body = (run_dir / entry["files"][0]).read_text(encoding="utf-8")
+        return f'<section id="{_esc(entry["name"])}">{caption}<pre>{_esc(body)}</pre></section>'
+    return ""
+
+
+def _notebook_row(nb: dict) -> str:
+    status_class = "ok" if nb["status"].startswith("ok") else "failed"
+    peak = "" if nb.get("peak_memory_mb") is None else f"{nb['peak_memory_mb']:.0f}"
+    link = f"<a href='{_esc(nb['html'])}'>executed notebook</a>" if nb.get("html") else ""
+    return (f"<tr><td><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a></td>"
+            f"<td class='{status_class}'>{_esc(nb['status'])}</td><td>{nb['wall_seconds']:.1f}</td>"
+            f"<td>{peak}</td><td>{link}</td></tr>")
+
+
+def build_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>PMLM report: {_esc(record['run'])}</title>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>PMLM workbench report</h1><p>Run <b>{_esc(record['run'])}</b>, profile <b>{_esc(record['profile'])}</b>: "
+             f"{_esc(record.get('profile_description', ''))}<br>Data: <b>{_esc(record.get('data'))}</b>. "
+             f"Started {_esc(record.get('started'))}, finished {_esc(record.get('finished', '-'))}, status "
+             f"<span class='{'ok' if record.get('status') == 'ok' else 'failed'}'>{_esc(record.get('status'))}</span>.</p>"]
+
+    rows = "".join(_notebook_row(nb) for nb in record.get("notebooks", []))
+    total = sum(nb["wall_seconds"] for nb in record.get("notebooks", []))
+    parts.append("<h2>Notebooks</h2><table class='table'><tr><th>notebook</th><th>status</th><th>wall time (s)</th>"
+                 f"<th>peak memory (MB)</th><th>rendering</th></tr>{rows}"
+                 f"<tr><th>total</th><th></th><th>{total:.1f}</th><th></th><th></th></tr></table>")
+    for nb in record.get("notebooks", []):
+        if nb.get("error"):
+            parts.append(f"<p class='failed'>{_esc(nb['error'])}</p>")
+
+    for nb in record.get("notebooks", []):
+        parts.append(f"<h2 id='{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</h2>")
+        entries = read_manifest(run_dir, nb["notebook"])
+        if not entries:
+            parts.append("<p>This notebook saved no tables or figures.</p>")
+        parts += [_artifact_html(run_dir, e) for e in entries]
+
+    parts.append("<h2>Run record</h2>")
+    env = record.get("environment", {})
+    parts.append(_kv_table({"python": env.get("python"), "platform": env.get("platform"), "cpus": env.get("cpus"),
+                            "memory (GiB)": env.get("memory_gb"), "device": env.get("device"),
+                            "git commit": record.get("git", {}).get("commit"),
+                            "uncommitted changes in pmlm_lib/ or notebooks/": record.get("git", {}).get("uncommitted_changes")}))
+    parts.append("<h3>Models</h3><table class='table'><tr><th>model</th><th>file</th><th>bytes</th><th>sha256</th></tr>"
+                 + "".join(f"<tr><td>{_esc(m['model'])}</td><td>{_esc(m.get('path', m.get('error', '')))}</td>"
+                           f"<td>{_esc(m.get('bytes', ''))}</td><td><code>{_esc(m.get('sha256', ''))}</code></td></tr>"
+                           for m in record.get("models", [])) + "</table>")
+    parts.append("<h3>Package versions</h3>" + _kv_table(env.get("packages", {})))
+    parts.append("<h3>Seeds</h3>" + _kv_table(record.get("seeds", {})))
+    parts.append("<details><summary>Parameters of each notebook</summary><pre>"
+                 + _esc(json.dumps(record.get("parameters", {}), indent=2)) + "</pre></details>")
+    parts.append("</body></html>")
+    out = run_dir / "index.html"
+    atomic_write_text(out, "\n".join(parts))
+    return out

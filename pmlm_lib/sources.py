@@ -1,0 +1,57 @@
+"""Resolve a notebook's `data_source` parameter to a cohort.
+
+- "default": the embedded synthetic obstetric cohort, as the raw wide table that filtering reduces
+  (cached by seed, size and the generator's own code, so a second run reads it from disk);
+- "pbcseq", "mimic_demo": the public sets in ../shared/data/public;
+- a folder path: the user's own cohort (exams and patients tables, CSV or Parquet; see data/README.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from . import adapters, indicators, replies, synthetic
+from .cohort import Cohort, CohortError, load_folder
+from .models import cache_dir
+
+NAMED_SOURCES = ("default", "pbcseq", "mimic_demo")
+
+
+def _generator_fingerprint() -> str:
+    h = hashlib.sha256()
+    for module in (synthetic, replies, indicators):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def synthetic_cohort(seed: int = 0, n_patients: int = 2373, raw: bool = True, use_cache: bool = True) -> Cohort:
+    key = f"seed{seed}-n{n_patients}-{'raw' if raw else 'clean'}-{_generator_fingerprint()}"
+    folder = cache_dir() / "cohorts" / key
+    if use_cache and (folder / "cohort.json").exists():
+        return load_folder(folder)
+    cohort = synthetic.generate(seed=seed, n_patients=n_patients, raw=raw)
+    if not use_cache:
+        return cohort
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cohort.save(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)  # a run interrupted while writing leaves no half cohort in the cache
+    # read back, so that the first run and every cached run see exactly the same tables
+    return load_folder(folder)
+
+
+def load_source(source: str, *, seed: int = 0, n_patients: int = 2373) -> Cohort:
+    if source == "default":
+        return synthetic_cohort(seed=seed, n_patients=n_patients, raw=True)
+    if source == "pbcseq":
+        return adapters.load_pbcseq()
+    if source == "mimic_demo":
+        return adapters.load_mimic_demo()
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return load_folder(path)
+    raise CohortError(f"{source}: not a known data source nor a folder. How to fix: use one of "
+                      f"{', '.join(NAMED_SOURCES)} or a folder with exams.(csv|parquet) and patients.(csv|parquet)")
