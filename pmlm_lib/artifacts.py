@@ -23,6 +23,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes private files; run outputs are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,7 +73,8 @@ class RunFolder:
         """Save a table (CSV for machines, Markdown for people, HTML for the report); return it for display."""
         csv_path = self.path("tables", f"{name}.csv")
         atomic_write_text(csv_path, df.to_csv(index=index))
-        atomic_write_text(self.path("tables", f"{name}.md"), f"{caption}\n\n" + df.to_markdown(index=index, floatfmt=floatfmt) + "\n")
+        readable = df.astype(object).where(df.notna(), "")  # an empty cell, not <NA>, for people
+        atomic_write_text(self.path("tables", f"{name}.md"), f"{caption}\n\n" + readable.to_markdown(index=index, floatfmt=floatfmt) + "\n")
         html = df.to_html(index=index, float_format=lambda x: format(x, floatfmt), na_rep="", border=0, classes="table")
         atomic_write_text(self.path("tables", f"{name}.html"), html)
         self._add({"kind": "table", "name": name, "caption": caption,

@@ -67,12 +67,14 @@ def select_labels(cohort: Cohort, min_patients: int, log: FilterLog) -> Cohort:
     rare = counts[counts < min_patients]
     log.add("labels by patient count", len(rare), "labels", f"fewer than {min_patients} patients",
             ", ".join(f"{l} ({n})" for l, n in rare.items()))
-    if len(rare):
-        log.add("patients with a dropped label", int(rare.sum()), "patients", f"their label has fewer than {min_patients} patients")
     keep_ids = cohort.patients.loc[~cohort.patients["label"].isin(rare.index), "patient_id"]
     if keep_ids.empty:
         raise ValueError(f"no label has {min_patients} patients or more (largest: {counts.index[0]} with {counts.iloc[0]}); lower min_patients")
-    return cohort.subset(keep_ids)
+    kept = cohort.subset(keep_ids)
+    if len(rare):
+        log.add("patients with a dropped label", int(rare.sum()), "patients", f"their label has fewer than {min_patients} patients")
+        log.add("examinations of those patients", len(cohort.exams) - len(kept.exams), "examinations", "their patient was dropped")
+    return kept
 
 
 def split_by_date(cohort: Cohort, train_end: str, validation_end: str) -> pd.Series:

@@ -139,7 +139,7 @@ def _execute_one(request_path: str, result_path: str) -> int:
     except PapermillExecutionError as exc:
         first_line = next((l for l in (exc.source or "").splitlines() if l.strip()), "")
         outcome = {"status": "failed",
-                   "error": f"{source.name} failed in cell {exc.exec_count} (\"{first_line[:80]}\"): {exc.ename}: {exc.evalue}"}
+                   "error": f"{source.name} failed in cell [{exc.exec_count}] of the executed notebook (\"{first_line[:80]}\"): {exc.ename}: {exc.evalue}"}
     except Exception as exc:  # kernel died, notebook unreadable, ...
         outcome = {"status": "failed", "error": f"{source.name} could not run: {type(exc).__name__}: {exc}"}
     # the kernel is this process's child and has been reaped: its high-water mark is here (KiB on Linux)

@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLIC = Path(os.environ.get("PMLM_PUBLIC_DATA", REPO.parent / "shared" / "data" / "public"))
+
+
+def needs_public_data(*parts):
+    """Skip, with the reason, when ../shared/data/public (or the file) is absent."""
+    path = PUBLIC.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"public data not found at {path} (clone beside ../shared)")
+
+
+@pytest.fixture(scope="session")
+def small_cohort():
+    from pmlm_lib import synthetic
+
+    return synthetic.generate(n_patients=250, seed=3)
+
+
+@pytest.fixture(scope="session")
+def default_cohort():
+    from pmlm_lib.sources import synthetic_cohort
+
+    return synthetic_cohort(seed=0, n_patients=2373, raw=False)

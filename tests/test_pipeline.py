@@ -1,0 +1,94 @@
+"""`pmlm report` end to end with papermill, on the real notebooks and the smoke profile."""
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from pmlm_lib.pipeline import PipelineError, parse_overrides, run_report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    reports = tmp_path_factory.mktemp("reports")
+    run_dir = run_report(profile="smoke", run="smoke", reports_dir=reports)
+    return reports, run_dir
+
+
+def test_report_page_shows_what_the_notebooks_produced(smoke_run):
+    reports, run_dir = smoke_run
+    page = (run_dir / "index.html").read_text()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "ok" and record["profile"] == "smoke"
+    manifest = json.loads((run_dir / "artifacts" / "01_data_filtering.json").read_text())["artifacts"]
+    assert {a["name"] for a in manifest} >= {"cohort_summary", "filter_log", "label_counts_by_split", "missingness"}
+    for artifact in manifest:
+        assert artifact["caption"] in page or artifact["caption"].replace("'", "&#x27;") in page
+    assert page.count("data:image/png;base64,") == sum(a["kind"] == "figure" for a in manifest)
+    # the run's record: timings, memory, versions, model checksums, seeds
+    nb = record["notebooks"][0]
+    assert nb["wall_seconds"] > 0 and nb["peak_memory_mb"] > 50
+    assert record["environment"]["packages"]["papermill"] and record["seeds"]["01_data_filtering"] == 0
+    assert all(len(m["sha256"]) == 64 for m in record["models"]) and record["models"][0]["sha256"] in page
+    assert (run_dir / nb["html"]).exists() and nb["html"] in page
+    assert (reports / "latest").resolve() == run_dir
+    # the notebook wrote the cohort and split that later notebooks read
+    assert (run_dir / "cohort" / "exams.parquet").exists() and (run_dir / "split.csv").exists()
+
+
+def _notebook(cells, path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('run_dir = "."', metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+def test_failure_names_notebook_and_cell_and_resume_keeps_earlier_outputs(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    shutil.copy(__import__("conftest").REPO / "notebooks" / "01_data_filtering.ipynb", notebooks)
+    broken = notebooks / "02_step.ipynb"
+    _notebook(["import pandas as pd", "raise ValueError('the threshold is off')"], broken)
+    reports = tmp_path / "reports"
+    with pytest.raises(PipelineError) as info:
+        run_report(profile="smoke", run="r", notebooks_dir=notebooks, reports_dir=reports)
+    message = str(info.value)
+    assert "02_step.ipynb failed in cell [4] of the executed notebook" in message and "ValueError: the threshold is off" in message
+    assert "--from 02_step" in message
+    kept = reports / "r" / "notebooks" / "02_step.ipynb"
+    assert kept.exists() and "the threshold is off" in kept.read_text()
+    record = json.loads((reports / "r" / "run.json").read_text())
+    assert record["status"] == "failed" and (reports / "r" / "index.html").exists()
+
+    _notebook(["import pandas as pd, pathlib", "n = len(pd.read_csv(pathlib.Path(run_dir) / 'split.csv'))", "assert n > 100"], broken)
+    run_report(profile="smoke", run="r", notebooks_dir=notebooks, reports_dir=reports, start_from="02")
+    record = json.loads((reports / "r" / "run.json").read_text())
+    assert record["status"] == "ok"
+    assert [n["status"] for n in record["notebooks"]] == ["ok (earlier run)", "ok"]
+
+
+def test_profile_typos_are_errors_not_silence(tmp_path):
+    with pytest.raises(PipelineError, match="min_patient.*does not declare"):
+        run_report(profile="smoke", run="x", reports_dir=tmp_path, overrides=parse_overrides(["01_data_filtering.min_patient=3"]))
+    with pytest.raises(PipelineError, match="unknown profile"):
+        run_report(profile="nope", reports_dir=tmp_path)
+
+
+@pytest.mark.parametrize("source", ["pbcseq", "mimic_demo"])
+def test_data_notebook_runs_on_the_public_sets(tmp_path, source):
+    from conftest import PUBLIC
+
+    if not PUBLIC.exists():
+        pytest.skip(f"public data not found at {PUBLIC}")
+    run_dir = run_report(profile="smoke", run=source, data=source, reports_dir=tmp_path, only=["01"],
+                         overrides=parse_overrides(["01_data_filtering.min_patients=5"]))
+    result = json.loads((run_dir / "results" / "data_filtering.json").read_text())
+    assert result["data_source"] == source and result["split_method"] == "stratified"
+    assert result["has_replies"] is False
+    assert sum(result["split_counts"].values()) == result["summary"]["patients"] > 50
+    header = (run_dir / "tables" / "cohort_summary.csv").read_text().splitlines()[0]
+    assert "paper" not in header  # the paper's counts describe its own cohort, not a public set
