@@ -205,6 +205,14 @@ def write_reply(label: str, history: pd.DataFrame, rng: np.random.Generator) -> 
     """A clinician-style reply for one patient: condition, her findings, specific advice."""
     openings = OPENINGS["normal"] if label == "normal" else OPENINGS["_"]
     parts = [openings[rng.integers(len(openings))].format(c=label)]
+    if "gestational_week" in history:
+        weeks = np.asarray(history["gestational_week"], dtype=float)
+        weeks = weeks[~np.isnan(weeks)]
+        if weeks.size:
+            n, last = weeks.size, int(weeks.max())
+            visits = "one examination" if n == 1 else f"{n} examinations"
+            parts.append([f"We reviewed your {visits}, the most recent at {last} weeks of pregnancy.",
+                          f"This assessment covers {visits} up to week {last} of your pregnancy."][rng.integers(2)])
     findings = notable_findings(history)
     if findings:
         lead = ["Among your results we note ", "Your tests show ", "In your most recent examinations there is "][rng.integers(3)]

@@ -58,7 +58,7 @@ def test_label_effects_follow_medicine(default_cohort):
 
 def test_values_are_coherent(default_cohort):
     e = default_cohort.exams.dropna(subset=["rbc", "mch", "hemoglobin", "wbc", "neutrophil_ratio", "neutrophil_count"])
-    assert np.allclose(e["hemoglobin"], e["rbc"] * e["mch"], rtol=0.08)
+    assert np.allclose(e["hemoglobin"], e["rbc"] * e["mch"], rtol=0, atol=10)  # g/L: measurement noise of sd 2
     assert np.allclose(e["neutrophil_count"], e["wbc"] * e["neutrophil_ratio"] / 100, atol=0.05)
     ratios = default_cohort.exams[[f"{k}_ratio" for k in ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")]].dropna()
     assert np.allclose(ratios.sum(axis=1), 100, atol=0.3)
@@ -78,7 +78,7 @@ def test_replies_name_condition_findings_and_vary(default_cohort):
     for label in ("gestational diabetes", "thalassemia", "premature rupture of membranes"):
         replies = p.loc[p["label"] == label, "reference_reply"]
         assert replies.str.contains(label, regex=False).mean() > 0.95
-    assert p["reference_reply"].nunique() == len(p)
+    assert p["reference_reply"].nunique() > 0.99 * len(p)  # phrasing and content vary between patients
     assert p["reference_reply"].str.contains("expected").mean() > 0.2  # her own values are quoted
     words = p["reference_reply"].str.split().str.len()
     assert 60 < words.median() < 260
