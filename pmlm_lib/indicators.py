@@ -70,6 +70,18 @@ INDICATORS: tuple[Indicator, ...] = (
 )
 
 INDICATOR_BY_NAME = {ind.name: ind for ind in INDICATORS}
+
+# Short names a laboratory report uses; they keep a serialized history within a token budget.
+ABBREVIATIONS = {
+    "ph": "pH", "albumin": "ALB", "total_protein": "TP", "indirect_bilirubin": "IBIL", "direct_bilirubin": "DBIL",
+    "total_bilirubin": "TBIL", "alp": "ALP", "alt": "ALT", "prealbumin": "PA", "total_bile_acid": "TBA",
+    "large_platelet_count": "P-LCC", "plateletcrit": "PCT", "large_platelet_ratio": "P-LCR", "mpv": "MPV",
+    "pdw": "PDW", "rdw_cv": "RDW-CV", "rdw_sd": "RDW-SD", "basophil_count": "BASO#", "eosinophil_count": "EO#",
+    "monocyte_count": "MONO#", "lymphocyte_count": "LYMPH#", "neutrophil_count": "NEUT#", "basophil_ratio": "BASO%",
+    "eosinophil_ratio": "EO%", "monocyte_ratio": "MONO%", "lymphocyte_ratio": "LYMPH%", "neutrophil_ratio": "NEUT%",
+    "mchc": "MCHC", "mch": "MCH", "hematocrit": "HCT", "wbc": "WBC", "platelet_count": "PLT", "hemoglobin": "HGB",
+    "mcv": "MCV", "rbc": "RBC",
+}
 INDICATOR_NAMES = [ind.name for ind in INDICATORS]
 
 

@@ -193,8 +193,10 @@ def _simulate_patient(rng: np.random.Generator, label: str, n_visits: int, raw: 
 
     def draw(ind: str) -> np.ndarray:
         mean, sd = _independent_base(ind, week)
-        person = rng.normal(0.0, 0.6)  # a patient keeps her own level across visits
-        return mean + sd * (person + rng.normal(0.0, 0.8, n)) + effects.get(ind, 0.0)
+        # a patient keeps her own level (between-person sd 0.8) with smaller visit-to-visit noise
+        # (0.5), as laboratory biological variation is smaller within than between persons
+        person = rng.normal(0.0, 0.8)
+        return mean + sd * (person + rng.normal(0.0, 0.5, n)) + effects.get(ind, 0.0)
 
     v: dict[str, np.ndarray] = {}
     # red cells: RBC, MCV, MCH drawn; haemoglobin, haematocrit, MCHC derived
