@@ -95,3 +95,32 @@ def admissions_over_time(cohort: Cohort, split: pd.Series):
     ax.set_title("Admissions per month, coloured by split")
     fig.tight_layout()
     return fig
+
+
+def confusion(matrix: pd.DataFrame, title: str):
+    """Confusion matrix (rows: true label, columns: predicted), counts and row shares."""
+    shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
+    fig, ax = plt.subplots(figsize=(10, 8))
+    sns.heatmap(shares, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, cbar_kws={"label": "share of the true label"}, ax=ax)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def predictor_scores(table: pd.DataFrame, paper_table: pd.DataFrame | None = None):
+    """Micro- and macro-F1 on test for each predictor, ours beside the paper's."""
+    fig, axes = plt.subplots(1, 2 if paper_table is not None else 1, figsize=(13, 4), squeeze=False)
+    ours = table[["test_micro_f1", "test_macro_f1"]].rename(columns={"test_micro_f1": "micro-F1", "test_macro_f1": "macro-F1"}) * 100
+    ours.plot.barh(ax=axes[0, 0], color=["#4C72B0", "#DD8452"])
+    axes[0, 0].set_title("This run (test set)")
+    axes[0, 0].set_xlim(0, 100)
+    if paper_table is not None:
+        paper_table.plot.barh(ax=axes[0, 1], color=["#4C72B0", "#DD8452"])
+        axes[0, 1].set_title("Paper, Table A1 (private hospital data)")
+        axes[0, 1].set_xlim(0, 100)
+    for ax in axes[0]:
+        ax.set_xlabel("F1 (%)")
+    fig.tight_layout()
+    return fig

@@ -55,3 +55,12 @@ def load_source(source: str, *, seed: int = 0, n_patients: int = 2373) -> Cohort
         return load_folder(path)
     raise CohortError(f"{source}: not a known data source nor a folder. How to fix: use one of "
                       f"{', '.join(NAMED_SOURCES)} or a folder with exams.(csv|parquet) and patients.(csv|parquet)")
+
+
+def filtered_cohort(run) -> tuple[Cohort, "pd.Series"]:
+    """The cohort and split that notebook 01 wrote into the run folder."""
+    import pandas as pd
+
+    folder = run.require("cohort", "cohort.json", made_by="01_data_filtering").parent
+    split = pd.read_csv(run.require("split.csv", made_by="01_data_filtering"), dtype={"patient_id": str})
+    return load_folder(folder), split.set_index("patient_id")["split"]
