@@ -129,13 +129,20 @@ def _execute_one(request_path: str, result_path: str) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    import logging
+
+    # the notebook's own output (progress bars, messages) goes to stderr as it runs; stdout stays quiet
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)
+    for noisy in ("traitlets", "asyncio", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     request = json.loads(Path(request_path).read_text())
     source = Path(request["source"])
     outcome = {"status": "ok", "error": None}
     try:
         papermill.execute_notebook(str(source), request["output"], parameters=request["parameters"],
-                                   kernel_name="python3", cwd=str(source.parent), progress_bar=True,
-                                   log_output=False, request_save_on_cell_execute=True)
+                                   kernel_name="python3", cwd=str(source.parent), progress_bar=False,
+                                   log_output=True, request_save_on_cell_execute=True)
     except PapermillExecutionError as exc:
         first_line = next((l for l in (exc.source or "").splitlines() if l.strip()), "")
         outcome = {"status": "failed",

@@ -124,3 +124,34 @@ def predictor_scores(table: pd.DataFrame, paper_table: pd.DataFrame | None = Non
         ax.set_xlabel("F1 (%)")
     fig.tight_layout()
     return fig
+
+
+def label_agreement_curves(table: pd.DataFrame):
+    """Share of top-k peers with the patient's own label, as k grows, for each representation."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ks = [int(c.split("=")[1]) for c in table.columns]
+    for name, row in table.iterrows():
+        style = {"ls": "--", "color": "grey"} if name.startswith("chance") else {"marker": "o", "ms": 3}
+        ax.plot(ks, row.to_numpy() * 100, label=name, **style)
+    ax.set_xlabel("k (number of peers)")
+    ax.set_ylabel("peers sharing the patient's label (%)")
+    ax.set_title("Do the retrieved peers share the patient's condition? (validation and test patients)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_distribution(peers: pd.DataFrame, labels: pd.Series, k: int):
+    """Cosine similarity of the top-k peers, split by whether the peer shares the patient's label."""
+    top = peers[peers["rank"] <= k]
+    same = top["peer_label"].to_numpy() == labels.reindex(top["patient_id"]).to_numpy()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bins = np.linspace(float(top["similarity"].min()), 1.0, 40)
+    ax.hist(top.loc[same, "similarity"], bins=bins, alpha=0.7, label="same label as the patient", color="#55A868")
+    ax.hist(top.loc[~same, "similarity"], bins=bins, alpha=0.7, label="different label", color="#C44E52")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel(f"peers (top {k} of every patient)")
+    ax.legend()
+    ax.set_title("Similarity of retrieved peers")
+    fig.tight_layout()
+    return fig

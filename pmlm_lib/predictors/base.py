@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..cohort import Cohort
+from ..representation import Standardizer, padded_tensor  # noqa: F401  (re-exported for the families)
 
 
 class Predictor(ABC):
@@ -64,63 +65,6 @@ def load_predictor(folder: str | Path) -> Predictor:
     predictor.classes_ = meta["classes"]
     predictor._load_state(folder)
     return predictor
-
-
-class Standardizer:
-    """Per-indicator mean and sd from training examinations (missing values ignored)."""
-
-    def __init__(self, mean: np.ndarray | None = None, std: np.ndarray | None = None):
-        self.mean, self.std = mean, std
-
-    def fit(self, values: np.ndarray) -> "Standardizer":
-        self.mean = np.nanmean(values, axis=0)
-        self.std = np.nanstd(values, axis=0)
-        self.mean = np.nan_to_num(self.mean)
-        self.std = np.where(np.nan_to_num(self.std) > 1e-9, np.nan_to_num(self.std), 1.0)
-        return self
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        return (values - self.mean) / self.std
-
-    def state(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_state(cls, state: dict) -> "Standardizer":
-        return cls(np.array(state["mean"]), np.array(state["std"]))
-
-
-def padded_tensor(cohort: Cohort, patient_ids: list[str], max_visits: int, standardizer: Standardizer | None = None,
-                  keep_missing_mask: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The paper's zero-padded representation: [patients, max_visits, indicators].
-
-    The newest `max_visits` examinations are kept (oldest first within them); values are
-    standardized, then missing values and padding become 0 — which is exactly what makes a zero
-    ambiguous. Returns the tensor, the visit mask (True = a real visit) and, when asked, the mask
-    of measured values (a missingness-aware model can use it).
-    """
-    index = {pid: i for i, pid in enumerate(patient_ids)}
-    rows = cohort.exams[cohort.exams["patient_id"].isin(index)]
-    values = rows[cohort.indicators].to_numpy(dtype=float)
-    if standardizer is not None:
-        values = standardizer.transform(values)
-    order = rows["patient_id"].map(index).to_numpy()
-    x = np.zeros((len(patient_ids), max_visits, len(cohort.indicators)), dtype=np.float32)
-    measured = np.zeros_like(x, dtype=bool) if keep_missing_mask else None
-    mask = np.zeros((len(patient_ids), max_visits), dtype=bool)
-    # rows are sorted by patient and date: place each patient's newest visits at the end of her slot
-    starts = np.r_[0, np.flatnonzero(np.diff(order)) + 1, len(order)]
-    for a, b in zip(starts[:-1], starts[1:]):
-        if a == b:
-            continue
-        p = order[a]
-        block = values[max(a, b - max_visits):b]
-        k = len(block)
-        x[p, :k] = np.nan_to_num(block, nan=0.0)
-        mask[p, :k] = True
-        if measured is not None:
-            measured[p, :k] = ~np.isnan(block)
-    return x, mask, measured
 
 
 def encode_labels(labels: pd.Series, classes: list[str]) -> np.ndarray:

@@ -107,7 +107,7 @@ class LoraLMPredictor(Predictor):
                 for start in range(0, len(batch), micro):
                     part = self._batch_loss([examples[i] for i in batch[start:start + micro]]) * (len(batch[start:start + micro]) / len(batch))
                     part.backward()
-                    loss += float(part)
+                    loss += float(part.detach())
                 opt.step()
                 sched.step()
                 self.train_log.append({"epoch": epoch, "loss": loss})

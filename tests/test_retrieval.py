@@ -1,0 +1,77 @@
+"""Peer retrieval: exact cosine top-k, never herself, never a validation or test patient."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pmlm_lib import filtering, retrieval, synthetic
+
+
+def test_top_k_matches_brute_force_and_excludes_self():
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(500, 16))
+    queries = pool[:20] + 0.01 * rng.normal(size=(20, 16))
+    idx, sims = retrieval.top_k(queries, pool, 5, exclude=np.arange(20), chunk=7)
+    cos = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (pool / np.linalg.norm(pool, axis=1, keepdims=True)).T
+    cos[np.arange(20), np.arange(20)] = -np.inf
+    expected = np.argsort(-cos, axis=1)[:, :5]
+    assert (idx == expected).all()
+    assert np.allclose(sims, np.take_along_axis(cos, expected, axis=1), atol=1e-5)
+    assert (np.diff(sims, axis=1) <= 1e-7).all()
+
+
+def test_encoder_has_the_papers_shape():
+    enc = retrieval.PatientEncoder(45 * 35)
+    linears = [m for m in enc.modules() if isinstance(m, torch.nn.Linear)]
+    drops = [m for m in enc.modules() if isinstance(m, torch.nn.Dropout)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(1575, 256), (256, 128)]
+    assert drops[0].p == 0.4
+
+
+@pytest.fixture(scope="module")
+def built():
+    result = filtering.filter_and_split(synthetic.generate(n_patients=500, seed=4), min_patients=10)
+    reps, encoders, standardizer, losses = retrieval.build_representations(result.cohort, result.split, epochs=15)
+    return result.cohort, result.split, reps, encoders, standardizer
+
+
+def test_no_self_match_and_no_leakage(built):
+    cohort, split, reps, _, _ = built
+    train = set(split[split == "train"].index)
+    for rep in reps:
+        peers = retrieval.peer_table(rep, cohort, split, 10)
+        assert not (peers["patient_id"] == peers["peer_id"]).any()
+        assert peers["peer_id"].isin(train).all()
+        assert peers.groupby("patient_id").size().eq(10).all() and set(peers["patient_id"]) == set(cohort.patient_ids)
+
+
+def test_pretrained_encoders_find_peers_with_the_same_label(built):
+    cohort, split, reps, _, _ = built
+    table = retrieval.agreement_table(reps, cohort, split, [5, 10])
+    chance = table.loc["chance (random training patients)", "k=10"]
+    assert table.loc["encoder (contrastive)", "k=10"] > chance + 0.05
+    assert table.loc["encoder (supervised)", "k=10"] > chance + 0.05
+
+
+def test_encoder_save_load_gives_the_same_vectors(tmp_path, built):
+    cohort, split, reps, encoders, standardizer = built
+    retrieval.save_encoder(tmp_path / "e.pt", encoders["contrastive"], standardizer, "contrastive", 45)
+    enc, std, meta = retrieval.load_encoder(tmp_path / "e.pt")
+    from pmlm_lib.representation import concatenated
+
+    x = concatenated(cohort, cohort.patient_ids[:5], meta["max_visits"], std)
+    rep = next(r for r in reps if r.name == "encoder (contrastive)")
+    assert np.allclose(retrieval.encode(enc, x), rep.vectors[:5], atol=1e-5)
+
+
+def test_benchmark_script_writes_its_figures(tmp_path):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_retrieval", REPO / "benchmarks" / "retrieval.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.measure(2_000, 3)
+    assert row["pool"] == 2_000 and row["median_seconds"] > 0
