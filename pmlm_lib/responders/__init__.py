@@ -1,0 +1,31 @@
+"""LLM_r: the model that answers a prompt (the paper's responders, Table 1).
+
+One interface (`base.Responder.answer`): a batch of prompts and decoding settings in, answers out,
+in order, through a durable on-disk cache. Backends: llama.cpp on the bundled GGUF (`llamacpp`,
+the default here), transformers on a local folder (`local`, a GPU when present), and any
+OpenAI-compatible chat endpoint (`openai_compat`: GPT-4, GLM-4, Gemini through a gateway, vLLM,
+Ollama, a llama.cpp server).
+"""
+
+from .base import AnswerCache, Decoding, Responder, RawDataRefused, contains_raw_values
+
+
+def make_responder(spec: dict | str, cache: AnswerCache | None = None) -> Responder:
+    """A responder from a spec: "bundled", or {"backend": "llamacpp" | "transformers" | "openai", ...}."""
+    if spec in ("bundled", None) or (isinstance(spec, dict) and spec.get("backend") == "llamacpp"):
+        from .llamacpp import LlamaCppResponder
+
+        options = {} if not isinstance(spec, dict) else {k: v for k, v in spec.items() if k != "backend"}
+        return LlamaCppResponder(cache=cache, **options)
+    if isinstance(spec, dict) and spec.get("backend") == "transformers":
+        from .local import TransformersResponder
+
+        return TransformersResponder(cache=cache, **{k: v for k, v in spec.items() if k != "backend"})
+    if isinstance(spec, dict) and spec.get("backend") == "openai":
+        from .openai_compat import OpenAICompatibleResponder
+
+        return OpenAICompatibleResponder(cache=cache, **{k: v for k, v in spec.items() if k != "backend"})
+    raise ValueError(f"unknown responder {spec!r}: use 'bundled' or a dict with backend llamacpp, transformers or openai")
+
+
+__all__ = ["AnswerCache", "Decoding", "RawDataRefused", "Responder", "contains_raw_values", "make_responder"]
