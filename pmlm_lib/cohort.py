@@ -49,6 +49,11 @@ def _fail(source: TableSource, index, column, problem: str, fix: str):
     raise CohortError(f"{source.where(index, column)}: {problem}. How to fix: {fix}")
 
 
+def _first(mask) -> int:
+    """Index of the first True in a boolean Series or array."""
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
 def _is_blank(values: pd.Series) -> pd.Series:
     return values.isna() | values.astype(str).str.strip().eq("")
 
@@ -58,13 +63,13 @@ def _parse_dates(values: pd.Series, source: TableSource, column: str, allow_futu
     parsed = pd.to_datetime(text, errors="coerce", format="mixed")
     bad = parsed.isna() & text.notna() & text.ne("")
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+        i = _first(bad)
         _fail(source, i, column, f"'{text.iloc[i]}' is not a date",
               "write dates as YYYY-MM-DD (for example 2021-03-15)")
     latest = pd.Timestamp(dt.date.today()) + pd.Timedelta(days=1)
     impossible = parsed.notna() & ((parsed < EARLIEST_DATE) | (~allow_future & (parsed > latest)))
     if impossible.any():
-        i = int(np.flatnonzero(impossible.to_numpy())[0])
+        i = _first(impossible)
         _fail(source, i, column, f"date {parsed.iloc[i].date()} is impossible (before 1900 or in the future)",
               "correct the date; for de-identified data with shifted dates load with allow_future_dates=True")
     return parsed.dt.normalize()
@@ -81,12 +86,12 @@ def _numeric_columns(exams: pd.DataFrame, indicators: list[str], source: TableSo
             values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
             bad = values.isna() & text.notna() & text.ne("")
             if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
+                i = _first(bad)
                 _fail(source, i, col, f"'{text.iloc[i]}' is not a number",
                       "leave a missing measurement empty and write numbers with a decimal point, without units")
         infinite = np.isinf(values.to_numpy())
         if infinite.any():
-            i = int(np.flatnonzero(infinite)[0])
+            i = _first(infinite)
             _fail(source, i, col, "the value is infinite", "leave a missing measurement empty")
         out[col] = values.to_numpy()
     return pd.DataFrame(out, index=exams.index)
@@ -142,10 +147,10 @@ class Cohort:
         pid = exams["patient_id"].astype("string").str.strip()
         blank = _is_blank(exams["patient_id"])
         if blank.any():
-            _fail(es, int(np.flatnonzero(blank.to_numpy())[0]), "patient_id", "patient_id is empty", "give every examination its patient's id")
+            _fail(es, _first(blank), "patient_id", "patient_id is empty", "give every examination its patient's id")
         dates = _parse_dates(exams["exam_date"], es, "exam_date", allow_future_dates)
         if dates.isna().any():
-            _fail(es, int(np.flatnonzero(dates.isna().to_numpy())[0]), "exam_date", "exam_date is empty", "give every examination its date")
+            _fail(es, _first(dates.isna()), "exam_date", "exam_date is empty", "give every examination its date")
         values = _numeric_columns(exams, list(indicators), es)
 
         dup = pd.DataFrame({"patient_id": pid, "exam_date": dates}).duplicated(keep=False)
@@ -160,16 +165,16 @@ class Cohort:
         ppid = patients["patient_id"].astype("string").str.strip()
         blank = _is_blank(patients["patient_id"])
         if blank.any():
-            _fail(ps, int(np.flatnonzero(blank.to_numpy())[0]), "patient_id", "patient_id is empty", "give every patient an id")
+            _fail(ps, _first(blank), "patient_id", "patient_id is empty", "give every patient an id")
         dupp = ppid.duplicated()
         if dupp.any():
-            i = int(np.flatnonzero(dupp.to_numpy())[0])
+            i = _first(dupp)
             _fail(ps, i, "patient_id", f"patient {ppid.iloc[i]} appears twice", "keep one row per patient")
         for col in ("label", "reference_reply"):
             if col in patients.columns:
                 blank = _is_blank(patients[col])
                 if blank.any():
-                    i = int(np.flatnonzero(blank.to_numpy())[0])
+                    i = _first(blank)
                     what = "label" if col == "label" else "doctor's reply"
                     _fail(ps, i, col, f"the {what} of patient {ppid.iloc[i]} is empty",
                           f"fill in the {what}, or remove the patient" + (" (or drop the whole column if no patient has one)" if col == "reference_reply" else ""))
@@ -177,13 +182,13 @@ class Cohort:
         known = set(ppid)
         unknown = ~pid.isin(known)
         if unknown.any():
-            i = int(np.flatnonzero(unknown.to_numpy())[0])
+            i = _first(unknown)
             _fail(es, i, "patient_id", f"examination of patient {pid.iloc[i]}, who is not in {ps.path}",
                   "add the patient (with a label) to the patients table, or remove the examination")
         with_exams = set(pid)
         lonely = ~ppid.isin(with_exams)
         if lonely.any():
-            i = int(np.flatnonzero(lonely.to_numpy())[0])
+            i = _first(lonely)
             _fail(ps, i, "patient_id", f"patient {ppid.iloc[i]} has no examinations in {es.path}",
                   "add her examinations or remove her from the patients table")
 

@@ -56,6 +56,28 @@ class Predictor(ABC):
         return folder
 
 
+def align_proba(proba: np.ndarray, model_classes, classes: list[str]) -> np.ndarray:
+    """Columns of a scikit-learn style predict_proba, reordered to `classes` (absent ones stay 0)."""
+    out = np.zeros((proba.shape[0], len(classes)))
+    for j, c in enumerate(model_classes):
+        out[:, classes.index(c)] = proba[:, j]
+    return out
+
+
+def pickle_state(folder: Path, state: dict) -> None:
+    import pickle
+
+    with open(folder / "model.pkl", "wb") as f:
+        pickle.dump(state, f)
+
+
+def unpickle_state(folder: Path) -> dict:
+    import pickle
+
+    with open(folder / "model.pkl", "rb") as f:
+        return pickle.load(f)
+
+
 def load_predictor(folder: str | Path) -> Predictor:
     """A predictor saved with `save`, ready to predict."""
     folder = Path(folder)

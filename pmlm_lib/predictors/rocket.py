@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from ..cohort import Cohort
-from .base import Predictor, Standardizer, labels_of, padded_tensor
+from .base import Predictor, Standardizer, align_proba, labels_of, padded_tensor, pickle_state, unpickle_state
 
 
 class RocketPredictor(Predictor):
@@ -35,17 +34,11 @@ class RocketPredictor(Predictor):
         return self
 
     def _predict_proba(self, cohort, patient_ids):
-        proba = self.model.predict_proba(self._series(cohort, patient_ids))
-        out = np.zeros((len(patient_ids), len(self.classes_)))
-        for j, c in enumerate(self.model.classes_):
-            out[:, self.classes_.index(c)] = proba[:, j]
-        return out
+        return align_proba(self.model.predict_proba(self._series(cohort, patient_ids)), self.model.classes_, self.classes_)
 
     def _save_state(self, folder: Path):
-        with open(folder / "model.pkl", "wb") as f:
-            pickle.dump({"model": self.model, "standardizer": self.standardizer.state()}, f)
+        pickle_state(folder, {"model": self.model, "standardizer": self.standardizer.state()})
 
     def _load_state(self, folder: Path):
-        with open(folder / "model.pkl", "rb") as f:
-            state = pickle.load(f)
+        state = unpickle_state(folder)
         self.model, self.standardizer = state["model"], Standardizer.from_state(state["standardizer"])

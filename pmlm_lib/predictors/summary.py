@@ -8,14 +8,13 @@ gradient boosting handles natively: "not measured" is never confused with a valu
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..cohort import Cohort
-from .base import Predictor, labels_of
+from .base import Predictor, align_proba, labels_of, pickle_state, unpickle_state
 
 STATISTICS = ("last", "min", "max", "mean", "slope", "missing")
 
@@ -68,17 +67,11 @@ class SummaryPredictor(Predictor):
 
     def _predict_proba(self, cohort, patient_ids):
         x = summary_features(cohort, patient_ids).reindex(columns=self.feature_names)
-        proba = self.model.predict_proba(x.to_numpy())
-        out = np.zeros((len(patient_ids), len(self.classes_)))
-        for j, c in enumerate(self.model.classes_):
-            out[:, self.classes_.index(c)] = proba[:, j]
-        return out
+        return align_proba(self.model.predict_proba(x.to_numpy()), self.model.classes_, self.classes_)
 
     def _save_state(self, folder: Path):
-        with open(folder / "model.pkl", "wb") as f:
-            pickle.dump({"model": self.model, "features": self.feature_names}, f)
+        pickle_state(folder, {"model": self.model, "features": self.feature_names})
 
     def _load_state(self, folder: Path):
-        with open(folder / "model.pkl", "rb") as f:
-            state = pickle.load(f)
+        state = unpickle_state(folder)
         self.model, self.feature_names = state["model"], state["features"]
