@@ -28,7 +28,10 @@ def test_report_page_shows_what_the_notebooks_produced(smoke_run):
     assert {a["name"] for a in manifest} >= {"cohort_summary", "filter_log", "label_counts_by_split", "missingness"}
     for artifact in manifest:
         assert artifact["caption"] in page or artifact["caption"].replace("'", "&#x27;") in page
-    assert page.count("data:image/png;base64,") == sum(a["kind"] == "figure" for a in manifest)
+    every = [a for nb in record["notebooks"] for a in json.loads((run_dir / "artifacts" / f"{nb['notebook']}.json").read_text())["artifacts"]]
+    assert {nb["notebook"] for nb in record["notebooks"]} >= {"01_data_filtering", "02_predictor_study", "03_peer_retrieval"}
+    assert page.count("data:image/png;base64,") == sum(a["kind"] == "figure" for a in every)
+    assert all(nb["status"] == "ok" and nb["wall_seconds"] > 0 for nb in record["notebooks"])
     # the run's record: timings, memory, versions, model checksums, seeds
     nb = record["notebooks"][0]
     assert nb["wall_seconds"] > 0 and nb["peak_memory_mb"] > 50
