@@ -155,3 +155,17 @@ def similarity_distribution(peers: pd.DataFrame, labels: pd.Series, k: int):
     ax.set_title("Similarity of retrieved peers")
     fig.tight_layout()
     return fig
+
+
+def refinement_curves(history: pd.DataFrame):
+    """Mean reward and loss per epoch of the REINFORCE training."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    axes[0].plot(history["epoch"], history["mean_reward"], marker="o")
+    axes[0].axhline(0, color="grey", lw=1, ls="--")
+    axes[0].set_title("Mean reward per epoch (BERTScore after - before)")
+    axes[1].plot(history["epoch"], history["loss"], marker="o", color="#DD8452")
+    axes[1].set_title("REINFORCE loss per epoch")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig

@@ -185,3 +185,35 @@ def greedy_deletion(prompt: str, reference: str, responder, reward, n: int, budg
 
 def save_log(log: list[dict], path: str | Path) -> None:
     Path(path).write_text("\n".join(json.dumps(row) for row in log) + "\n")
+
+
+def episodes_for(cohort, patient_ids: list[str], prompts: "pd.Series", x_prime: np.ndarray) -> list[Episode]:
+    """Episodes of these patients: coarse prompt, the doctor's reply, x' (rows in patient_ids' order)."""
+    cohort.require_replies("RL refinement (the reward compares answers with the doctors' replies)")
+    replies = cohort.patients.set_index("patient_id")["reference_reply"]
+    return [Episode(p, prompts[p], replies[p], x_prime[i]) for i, p in enumerate(patient_ids)]
+
+
+def refine_all(refiner: Refiner, episodes: list[Episode], sample: bool = False, seed: int = 0) -> "pd.DataFrame":
+    """The trained policy edits every prompt; one row per patient with the refined prompt and its trace."""
+    import pandas as pd
+
+    rows = []
+    for i, e in enumerate(episodes):
+        final, deleted = refiner.refine(e.prompt, e.x_prime, sample=sample, seed=seed + i)
+        rows.append({"patient_id": e.patient_id, "coarse_prompt": e.prompt, "refined_prompt": final, "deleted": deleted})
+    return pd.DataFrame(rows).set_index("patient_id")
+
+
+def original_positions(n_words: int, deleted: list[int]) -> list[int]:
+    """Indices in s_0 of the words deleted step by step (each step's index counts the words left)."""
+    alive = list(range(n_words))
+    return [alive.pop(j) for j in deleted]
+
+
+def mark_deletions(prompt: str, deleted: list[int]) -> str:
+    """s_0 with each deleted word shown as [-word-] and its step number, for people to read."""
+    words = segment(prompt)
+    step_of = {pos: step for step, pos in enumerate(original_positions(len(words), deleted), start=1)}
+    out = [f"[-{w.rstrip()}-]{step_of[i]}" + w[len(w.rstrip()):] if i in step_of else w for i, w in enumerate(words)]
+    return "".join(out).strip()
