@@ -2,8 +2,8 @@
 
 Each word of `prompts.segment` gets the mean of its sub-word vectors from the encoder's last layer.
 A prompt longer than the encoder's 512-token limit is embedded in consecutive windows of whole
-words, so that no word is silently cut off. Embeddings are remembered by text: the same prompt
-state is never encoded twice in a process.
+words, so that no word is silently cut off. The most recent `memory` states are remembered by text
+(about 0.3 MB each), so the same prompt state is not encoded twice while it is still in use.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .models import minilm_path
 
 
 class WordEmbedder:
-    def __init__(self, model: str = "bundled", device: str = "auto", max_tokens: int = 510, memory: int = 20000):
+    def __init__(self, model: str = "bundled", device: str = "auto", max_tokens: int = 510, memory: int = 1000):
         from transformers import AutoModel, AutoTokenizer
 
         path = str(minilm_path()) if model == "bundled" else model

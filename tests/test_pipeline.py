@@ -102,3 +102,27 @@ def test_data_notebook_runs_on_the_public_sets(tmp_path, source):
         predictions = pd.read_csv(run_dir / "predictions.csv")
         assert len(predictions) == result["summary"]["patients"]
         assert set(predictions["predicted"]) <= {"stage 1", "stage 2", "stage 3", "stage 4"}
+
+
+def test_a_run_against_an_endpoint_keeps_the_key_out_of_every_file(smoke_run, tmp_path, monkeypatch):
+    """Notebook 04 answers through an OpenAI-compatible endpoint (a real llama.cpp server on
+    127.0.0.1) with a key from the environment; no file of the run or the cache holds the key."""
+    from pmlm_lib.models import cache_dir
+    from pmlm_lib.responders.llamacpp import LlamaCppResponder
+
+    reports, run_dir = smoke_run
+    secret = "sk-pmlm-scan-4b1d9e77a2"
+    monkeypatch.setenv("PMLM_SCAN_KEY", secret)
+    server = LlamaCppResponder(n_parallel=2, ctx_per_slot=2048, use_cache=False)
+    spec = {"backend": "openai", "base_url": server.base_url, "model": "smollm2", "api_key_env": "PMLM_SCAN_KEY"}
+    run_report(profile="smoke", run="smoke", reports_dir=reports, start_from="04", only=None,
+               overrides={"04_rl_refinement": {"responder": spec}})
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "ok"
+    result = json.loads((run_dir / "results" / "rl_refinement.json").read_text())
+    assert result["responder"]["backend"] == "openai-compatible"
+    files = [p for p in run_dir.rglob("*") if p.is_file()] + [p for p in cache_dir().glob("answers.sqlite*") if p.is_file()]
+    assert len(files) > 20
+    leaks = [str(p) for p in files if secret.encode() in p.read_bytes()]
+    assert leaks == []
+    server.close()
