@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from .indicators import ABBREVIATIONS, INDICATOR_BY_NAME

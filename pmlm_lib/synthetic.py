@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .cohort import Cohort
-from .indicators import INDICATOR_BY_NAME, INDICATOR_NAMES, INDICATORS, trimester_of_week
+from .indicators import INDICATOR_BY_NAME, INDICATOR_NAMES, INDICATORS
 from .replies import write_reply
 
 # The 12 labels of the paper, with the share of patients (normal is the largest class) and the
@@ -108,7 +108,7 @@ def _label_effects(label: str, ramp: np.ndarray, acute: np.ndarray) -> dict[str,
     one = np.ones_like(ramp)
     e: dict[str, np.ndarray] = {}
     if label == "thalassemia":  # trait: microcytosis with a high red-cell count
-        e = {"mcv": -19 * one, "mch": -8.0 * one, "rbc": 0.95 * one, "rdw_cv": 1.6 * one, "ferr": 0 * one}
+        e = {"mcv": -19 * one, "mch": -8.0 * one, "rbc": 0.95 * one, "rdw_cv": 1.6 * one}
     elif label == "premature rupture of membranes":  # infection / inflammation around rupture
         e = {"wbc": 1.0 * ramp + 3.5 * acute, "neutrophil_ratio": 2.0 * ramp + 6.0 * acute, "lymphocyte_ratio": -4.0 * acute}
     elif label == "gestational hypertension":
@@ -134,7 +134,6 @@ def _label_effects(label: str, ramp: np.ndarray, acute: np.ndarray) -> dict[str,
         e = {"total_bile_acid": 2.0 * ramp, "alt": 1.3 * ramp, "direct_bilirubin": 0.5 * ramp}
     elif label == "twin pregnancy":
         e = {"rbc": -0.25 * one, "platelet_count": -25 * one}
-    e.pop("ferr", None)
     return e
 
 

@@ -1,7 +1,6 @@
 """Predictors: one interface, real training, save/load gives the same predictions, honest study."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from pmlm_lib import filtering, synthetic
@@ -22,7 +21,6 @@ def data():
 def test_padded_tensor_keeps_newest_visits_and_masks_padding(data):
     cohort, _, train, _ = data
     pid = cohort.exams.groupby("patient_id").size().idxmax()
-    n = int(cohort.exams.groupby("patient_id").size().max())
     x, mask, measured = padded_tensor(cohort, [pid, train[0]], max_visits=5, keep_missing_mask=True)
     assert x.shape == (2, 5, len(cohort.indicators)) and mask[0].all()
     newest = cohort.history(pid).iloc[-1][cohort.indicators].to_numpy(dtype=float)

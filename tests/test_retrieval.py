@@ -1,7 +1,6 @@
 """Peer retrieval: exact cosine top-k, never herself, never a validation or test patient."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 

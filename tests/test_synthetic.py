@@ -3,7 +3,6 @@
 import filecmp
 
 import numpy as np
-import pandas as pd
 
 from pmlm_lib import synthetic
 from pmlm_lib.indicators import INDICATOR_NAMES
