@@ -100,6 +100,10 @@ class RunFolder:
         """Save numbers that later notebooks, the report or tests read (JSON)."""
         write_json(self.path("results", f"{name}.json"), obj)
 
+    def read_record(self, name: str, made_by: str):
+        """Numbers an earlier notebook saved with `record`."""
+        return json.loads(self.require("results", f"{name}.json", made_by=made_by).read_text(encoding="utf-8"))
+
 
 def read_manifest(run_dir: str | Path, step: str) -> list[dict]:
     path = Path(run_dir) / "artifacts" / f"{step}.json"

@@ -122,6 +122,14 @@ def smollm2_transformers_path() -> Path:
     return target
 
 
+def token_counter():
+    """count(text) -> the number of SmolLM2 tokens, for prompt budgets (the tokenizer only)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_transformers_path())
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def model_identities(include_converted: bool = False) -> list[dict]:
     """Name, file and checksum of each bundled model, for the run's record."""
     out = []

@@ -161,11 +161,88 @@ def refinement_curves(history: pd.DataFrame):
     """Mean reward and loss per epoch of the REINFORCE training."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     axes[0].plot(history["epoch"], history["mean_reward"], marker="o")
+    if "reward_sd" in history:  # mean ± one standard error over the epoch's episodes
+        se = history["reward_sd"] / np.sqrt(history["patients"])
+        axes[0].fill_between(history["epoch"], history["mean_reward"] - se, history["mean_reward"] + se, alpha=0.25)
     axes[0].axhline(0, color="grey", lw=1, ls="--")
     axes[0].set_title("Mean reward per epoch (BERTScore after - before)")
     axes[1].plot(history["epoch"], history["loss"], marker="o", color="#DD8452")
     axes[1].set_title("REINFORCE loss per epoch")
     for ax in axes:
         ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def system_scores(scored: pd.DataFrame, metric: str = "BERTScore-F1"):
+    """One metric per system: each patient's score (averaged over seeds) as a point, the mean as a bar."""
+    per_patient = scored.groupby(["responder", "system", "patient_id"])[metric].mean().reset_index()
+    per_patient["row"] = per_patient["system"].where(per_patient["responder"] == per_patient["responder"].iloc[0],
+                                                     per_patient["system"] + " · " + per_patient["responder"])
+    order = per_patient.groupby("row")[metric].mean().sort_values().index.tolist()
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(order) + 1.2))
+    sns.barplot(data=per_patient, y="row", x=metric, order=order, color="#C9D6E8", errorbar=None, ax=ax)
+    sns.stripplot(data=per_patient, y="row", x=metric, order=order, size=3, color="#4C72B0", alpha=0.6, ax=ax)
+    ax.set_ylabel("")
+    ax.set_xlabel(f"{metric} (per patient, mean over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def edit_heatmap(positions: pd.Series, n_steps: int, n_indices: int = 100):
+    """The paper's Figure 6: how often each word index (the first n_indices) was edited at each of
+    the n steps, counted over the prompts (an index counts words in the state at that step)."""
+    counts = np.zeros((n_steps, n_indices), dtype=int)
+    for trace in positions:
+        for step, j in enumerate(list(trace)[:n_steps]):
+            if j < n_indices:
+                counts[step, j] += 1
+    fig, ax = plt.subplots(figsize=(14, 0.35 * n_steps + 1.6))
+    sns.heatmap(pd.DataFrame(counts, index=range(1, n_steps + 1), columns=range(n_indices)), cmap="rocket_r", ax=ax,
+                cbar_kws={"label": "prompts"}, xticklabels=10)
+    ax.set_xlabel("word index in the prompt state")
+    ax.set_ylabel("step")
+    fig.tight_layout()
+    return fig, counts
+
+
+def sweep_curves(summary: pd.DataFrame, parameter: str, metrics=("BERTScore-P", "BERTScore-R", "BERTScore-F1")):
+    """The paper's Figure 7: each metric as a parameter varies, mean ± sd over seeds."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), sharex=True)
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        x = summary.index.to_numpy()
+        mean, sd = summary[("mean", metric)].to_numpy(), summary[("sd", metric)].to_numpy()
+        ax.errorbar(x, mean, yerr=sd, marker="o", capsize=3)
+        ax.set_title(metric)
+        ax.set_xlabel(parameter)
+        ax.set_xticks(x)
+    fig.tight_layout()
+    return fig
+
+
+def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str], columns: int = 4):
+    """One patient's indicators over time; the shaded band is the third-trimester reference range
+    (most examinations are late in pregnancy), when the indicator is in the catalogue."""
+    from .indicators import INDICATOR_BY_NAME
+
+    exams = cohort.exams[cohort.exams["patient_id"] == patient_id].sort_values("exam_date")
+    shown = [i for i in indicators if i in exams and exams[i].notna().any()]
+    rows = max(1, int(np.ceil(len(shown) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.4 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), shown):
+        values = exams[["exam_date", name]].dropna()
+        spec = INDICATOR_BY_NAME.get(name)
+        if spec is not None:
+            low, high = spec.range_for(3)
+            ax.axhspan(low, high, color="#55A868", alpha=0.15)
+            outside = (values[name] < low) | (values[name] > high)
+        else:
+            outside = pd.Series(False, index=values.index)
+        ax.plot(values["exam_date"], values[name], color="#4C72B0", marker="o", ms=3)
+        ax.scatter(values.loc[outside, "exam_date"], values.loc[outside, name], color="#C44E52", zorder=3, s=14)
+        ax.set_title(f"{spec.label if spec else name}" + (f" ({spec.unit})" if spec and spec.unit else ""), fontsize=9)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    for ax in axes.ravel()[len(shown):]:
+        ax.axis("off")
     fig.tight_layout()
     return fig

@@ -81,3 +81,14 @@ def serialize_all(cohort, patient_ids, max_tokens: int | None = None, count_toke
     for pid, rows in cohort.exams[cohort.exams["patient_id"].isin(wanted)].groupby("patient_id", sort=False):
         out[pid] = serialize_history(rows, cohort.indicators, max_tokens, count_tokens)
     return {pid: out[pid] for pid in patient_ids}
+
+
+def raw_prompts(cohort, patient_ids, max_tokens: int, count_tokens) -> dict[str, str]:
+    """The Figure 5 prompt of each patient (her raw exam values), within `max_tokens` in all: the
+    legend of the indicators first, then as many whole examinations as fit, newest first."""
+    from .prompts import raw_prompt
+
+    names = legend(cohort.indicators, getattr(cohort, "units", None))
+    budget = max(32, max_tokens - count_tokens(raw_prompt(names, "")))
+    histories = serialize_all(cohort, list(patient_ids), max_tokens=budget, count_tokens=count_tokens)
+    return {pid: raw_prompt(names, histories[pid]) for pid in patient_ids}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pmlm_lib.prompts import coarse_prompt, join, segment
-from pmlm_lib.refine import Episode, RefineConfig, Refiner, greedy_deletion, random_deletion
+from pmlm_lib.refine import Episode, RefineConfig, Refiner, apply_edit, greedy_deletion, mark_edits, random_deletion
 from pmlm_lib.responders import AnswerCache, Decoding
 from pmlm_lib.retrieval import PatientEncoder
 
@@ -76,35 +76,108 @@ def test_controls_delete_n_words_and_keep_a_minimum():
     assert len(segment(text)) == 5 and len(deleted) == 1
 
 
-def _refiner(embedder, responder, reward, epochs, seed=0):
+def test_edits_keep_the_text_readable_and_marked():
+    words = segment("Eat less sugar daily")
+    assert join(apply_edit(words, 1, "delete", None)) == "Eat sugar daily"
+    assert join(apply_edit(words, 1, "replace", "more")) == "Eat more sugar daily"
+    assert join(apply_edit(words, 3, "insert", "please")) == "Eat less sugar daily please"
+    assert join(apply_edit(segment("多吃水果"), 1, "insert", "蔬")) == "多吃蔬水果"
+    marked = mark_edits("Eat less sugar daily", [1, 0], ["replace", "insert"], ["more", "always"])
+    assert marked == "Eat {+always+}2 [-less-]1 {+more+}1 sugar daily"
+
+
+def test_policy_with_edit_operations_normalizes_each_choice():
+    from pmlm_lib.policy import WordPolicy
+
+    policy = WordPolicy(operations=("delete", "replace", "insert"))
+    logp, h = policy.position_and_hidden(torch.randn(7, 384), torch.randn(128))
+    ops, new = policy.operation_logp(h[2]), policy.word_logp(h[2], torch.randn(11, 384))
+    assert ops.shape == (3,) and new.shape == (11,)
+    assert all(torch.isclose(x.exp().sum(), torch.tensor(1.0)) for x in (logp, ops, new))
+    with pytest.raises(ValueError, match="operations"):
+        WordPolicy(operations=("swap",))
+
+
+def _refiner(embedder, responder, reward, epochs, seed=0, operations=("delete",), batch_size=None):
     torch.manual_seed(seed)
     from pmlm_lib.policy import WordPolicy
 
-    policy, encoder = WordPolicy(), PatientEncoder(30)
-    config = RefineConfig(n_steps=2, epochs=epochs, decoding={"max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": 0})
-    return Refiner(embedder, policy, encoder, responder, reward, config)
+    policy, encoder = WordPolicy(operations=operations), PatientEncoder(30)
+    config = RefineConfig(n_steps=2, epochs=epochs, operations=operations, batch_size=batch_size, baseline="mean",
+                          decoding={"max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": 0})
+    vocabulary = ["diet", "glucose", "rest"] if operations != ("delete",) else None
+    return Refiner(embedder, policy, encoder, responder, reward, config, vocabulary=vocabulary)
 
 
 @pytest.mark.slow
 def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedder, responder, reward):
     rng = np.random.default_rng(1)
     episodes = [Episode(f"P{i}", p, r, rng.normal(size=30).astype(np.float32)) for i, (p, r) in enumerate(zip(PROMPTS, REPLIES))]
-    whole = _refiner(embedder, responder, reward, epochs=2)
+    whole = _refiner(embedder, responder, reward, epochs=2, batch_size=2)
     history = whole.train(episodes, checkpoint=tmp_path / "a.pt", progress=lambda *_: None)
     assert [h["epoch"] for h in history] == [0, 1] and all(np.isfinite(h["mean_reward"]) for h in history)
-    assert len(whole.log) == 6 and all(len(row["deleted"]) == 2 for row in whole.log)
+    assert [h["updates"] for h in history] == [2, 2]  # batches of 2 over 3 episodes
+    assert len(whole.log) == 6 and all(len(row["positions"]) == 2 for row in whole.log)
+    split = whole.time_split()
+    assert split["answers"] > 0 and 0 < split["share_outside_answers"] < 1
 
-    first = _refiner(embedder, responder, reward, epochs=1)
+    first = _refiner(embedder, responder, reward, epochs=1, batch_size=2)
     first.train(episodes, checkpoint=tmp_path / "b.pt", progress=lambda *_: None)  # "interrupted" after epoch 0
-    resumed = _refiner(embedder, responder, reward, epochs=2)
+    resumed = _refiner(embedder, responder, reward, epochs=2, batch_size=2)
     resumed.train(episodes, checkpoint=tmp_path / "b.pt", progress=lambda *_: None)
     for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values()):
         assert torch.allclose(a, b)
-    final, deleted = resumed.refine(PROMPTS[0], episodes[0].x_prime)
-    assert len(deleted) == 2 and len(segment(final)) == len(segment(PROMPTS[0])) - 2
+    (rollout,) = resumed.refine(episodes[:1])
+    assert len(rollout.positions) == 2 and len(segment(rollout.final)) == len(segment(PROMPTS[0])) - 2
+
+    other = _refiner(embedder, responder, reward, epochs=1, batch_size=3)  # another configuration: not resumed
+    messages = []
+    other.train(episodes, checkpoint=tmp_path / "b.pt", progress=messages.append)
+    assert "another configuration" in messages[0] and (tmp_path / "b.pt.previous").exists()
+
+
+@pytest.mark.slow
+def test_replace_and_insert_train_through_the_same_loop(embedder, responder, reward):
+    rng = np.random.default_rng(2)
+    episodes = [Episode(f"P{i}", p, r, rng.normal(size=30).astype(np.float32)) for i, (p, r) in enumerate(zip(PROMPTS, REPLIES))]
+    refiner = _refiner(embedder, responder, reward, epochs=1, operations=("delete", "replace", "insert"))
+    refiner.train(episodes, progress=lambda *_: None)
+    ops = [op for row in refiner.log for op in row["operations"]]
+    assert set(ops) <= {"delete", "replace", "insert"} and len(ops) == 6
+    for row, e in zip(refiner.log, episodes):
+        n_words = len(segment(e.prompt)) - row["operations"].count("delete") + row["operations"].count("insert")
+        new = [w for w in row["words"] if w is not None]
+        assert all(w in refiner.vocabulary for w in new) and n_words > 0
 
 
 @pytest.mark.slow
 def test_greedy_control_spends_its_budget(embedder, responder, reward):
-    text, deleted = greedy_deletion(PROMPTS[0], REPLIES[0], responder, reward, n=2, budget=3, decoding=Decoding(max_tokens=8))
-    assert len(deleted) == 2 and join(segment(text)) == text
+    decoding = Decoding(max_tokens=8)
+    before = responder.stats["answered"] + responder.stats["from_cache"]
+    results = greedy_deletion(PROMPTS[:2], REPLIES[:2], responder, reward, n=2, budget=6, decoding=decoding)
+    assert responder.stats["answered"] + responder.stats["from_cache"] - before == 2 * 6  # 3 candidates x 2 steps x 2 prompts
+    for (text, deleted), prompt in zip(results, PROMPTS):
+        assert len(deleted) == 2 and len(segment(text)) == len(segment(prompt)) - 2
+    # with a budget that covers every word, one step keeps the deletion whose answer scores best
+    short = "Please give me advice about my diet and sleep"
+    [(text, [j])] = greedy_deletion([short], REPLIES[:1], responder, reward, n=1, budget=20, decoding=decoding, min_words=2)
+    words = segment(short)
+    options = [join(apply_edit(words, k, "delete", None)) for k in range(len(words))]
+    scores = reward(responder.answer(options, decoding), REPLIES[:1] * len(options))
+    assert scores[j] == scores.max() and text == options[j]
+
+
+def test_embedding_once_follows_the_edits_without_encoding_again(embedder, responder, reward):
+    rng = np.random.default_rng(3)
+    episodes = [Episode(f"P{i}", p + " Thank you.", r, rng.normal(size=30).astype(np.float32))
+                for i, (p, r) in enumerate(zip(PROMPTS, REPLIES))]
+    refiner = _refiner(embedder, responder, reward, epochs=1)
+    refiner.config.embed = "once"
+    before = embedder.encoded
+    rollouts = refiner.refine(episodes)
+    assert embedder.encoded - before == len(episodes)  # s_0 only, in one batch
+    every = _refiner(embedder, responder, reward, epochs=1)
+    every.policy.load_state_dict(refiner.policy.state_dict())
+    every.encoder.load_state_dict(refiner.encoder.state_dict())
+    # the first edit is chosen from BERT(s_0) in both modes
+    assert [r.positions[0] for r in every.refine(episodes)] == [r.positions[0] for r in rollouts]

@@ -10,7 +10,6 @@ transformers folder (a 7B model on a GPU) is a parameter.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cohort import Cohort
+from ..lora import add_lora, example, load_causal_lm, train_lora
 from ..models import device as pick_device
-from ..models import smollm2_transformers_path
 from ..prompts import predictor_prompt
 from ..serialize import serialize_all, short_name
 from .base import Predictor, labels_of, stratified_sample
-
-
-def resolve_model_path(model: str) -> str:
-    """'bundled' is the converted SmolLM2; anything else is a local transformers folder."""
-    if model == "bundled":
-        return str(smollm2_transformers_path())
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"model folder {path} not found: give a local transformers folder (no hub downloads)")
-    return str(path)
 
 
 class LoraLMPredictor(Predictor):
@@ -51,15 +40,7 @@ class LoraLMPredictor(Predictor):
 
     # ---- model -----------------------------------------------------------------------------
     def _base(self):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = resolve_model_path(self.options["model"])
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
-        return model, tokenizer
+        return load_causal_lm(self.options["model"], self.device)
 
     def _prompts(self, cohort: Cohort, patient_ids) -> list[str]:
         self.indicator_names = ", ".join(short_name(i) for i in cohort.indicators)
@@ -74,62 +55,16 @@ class LoraLMPredictor(Predictor):
 
     # ---- training ----------------------------------------------------------------------------
     def fit(self, cohort: Cohort, patient_ids, validation_ids=None):
-        from peft import LoraConfig, get_peft_model
-
         torch.manual_seed(self.seed)
         self.classes_ = list(cohort.labels)
         base, self.tokenizer = self._base()
-        config = LoraConfig(r=self.options["lora_r"], lora_alpha=self.options["lora_alpha"], lora_dropout=0.05,
-                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
-        self.model = get_peft_model(base, config)
+        self.model = add_lora(base, self.options["lora_r"], self.options["lora_alpha"])
         ids = stratified_sample(cohort, list(patient_ids), self.options["train_patients"], self.seed)
-        prompts = self._prompts(cohort, ids)
-        labels = labels_of(cohort, ids).tolist()
-        examples = []
-        for prompt, label in zip(prompts, labels):
-            p = self.tokenizer(prompt)["input_ids"]
-            target = self.tokenizer(" " + label + "." + self.tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-            examples.append((p + target, [-100] * len(p) + target))
-        opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.options["lr"])
-        bs = self.options["batch_size"]
-        steps = self.options["epochs"] * math.ceil(len(examples) / bs)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
-        rng = np.random.default_rng(self.seed)
-        self.model.train()
-        bar = tqdm(total=steps, desc="LoRA fine-tuning", mininterval=5)
-        for epoch in range(self.options["epochs"]):
-            for batch in np.array_split(rng.permutation(len(examples)), math.ceil(len(examples) / bs)):
-                # on a CPU, one example at a time with accumulated gradients: the same update as the
-                # whole batch, with a quarter of the activation memory and no padding
-                micro = 1 if self.device == "cpu" else len(batch)
-                opt.zero_grad()
-                loss = 0.0
-                for start in range(0, len(batch), micro):
-                    part = self._batch_loss([examples[i] for i in batch[start:start + micro]]) * (len(batch[start:start + micro]) / len(batch))
-                    part.backward()
-                    loss += float(part.detach())
-                opt.step()
-                sched.step()
-                self.train_log.append({"epoch": epoch, "loss": loss})
-                bar.update(1)
-        bar.close()
-        self.model.eval()
+        examples = [example(self.tokenizer, self.tokenizer(prompt)["input_ids"], " " + label + "." + self.tokenizer.eos_token)
+                    for prompt, label in zip(self._prompts(cohort, ids), labels_of(cohort, ids).tolist())]
+        self.train_log = train_lora(self.model, self.tokenizer.pad_token_id, examples, self.options["epochs"],
+                                    self.options["batch_size"], self.options["lr"], self.seed, self.device)
         return self
-
-    def _batch_loss(self, batch: list[tuple[list[int], list[int]]]) -> torch.Tensor:
-        """Cross-entropy on the label tokens only. Sequences are left-padded so that every label
-        sits at the end, and the LM head runs on those last positions only (logits_to_keep):
-        computing 49k-way logits for every prompt token would cost memory and time for nothing."""
-        width = max(len(ids) for ids, _ in batch)
-        pad = self.tokenizer.pad_token_id
-        inp = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in batch], device=self.device)
-        tgt = torch.tensor([[-100] * (width - len(t)) + t for _, t in batch], device=self.device)
-        att = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in batch], device=self.device)
-        keep = max(sum(1 for x in t if x != -100) for _, t in batch) + 1
-        positions = (att.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=inp, attention_mask=att, position_ids=positions, logits_to_keep=keep).logits
-        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                                 tgt[:, width - keep + 1:].reshape(-1), ignore_index=-100)
 
     # ---- scoring -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -17,13 +17,13 @@ import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from .. import cache
+from .. import cache, lora
 from ..cohort import Cohort
 from . import base, lm, rocket, sequence, summary
 from .base import labels_of, load_predictor, stratified_sample
 from . import make_predictor
 
-CODE = cache.code_fingerprint(base, lm, rocket, sequence, summary)
+CODE = cache.code_fingerprint(base, lm, lora, rocket, sequence, summary)
 
 
 def f1_scores(y_true, y_pred) -> dict:

@@ -17,7 +17,7 @@ from .base import Decoding, Responder, run_parallel
 
 class LlamaCppResponder(Responder):
     def __init__(self, model: str = "bundled", n_parallel: int = 4, ctx_per_slot: int = 2048, threads: int | None = None,
-                 cache=None, use_cache: bool = True, allow_raw_data: bool = False, verbose: bool = False):
+                 lora: str | None = None, cache=None, use_cache: bool = True, allow_raw_data: bool = False, verbose: bool = False):
         super().__init__(cache=cache, use_cache=use_cache, allow_raw_data=allow_raw_data)
         self.model_path = smollm2_gguf_path() if model == "bundled" else Path(model).expanduser()
         if not self.model_path.exists():
@@ -27,6 +27,11 @@ class LlamaCppResponder(Responder):
         self.verbose = verbose
         self._server = None
         self._identity = {"backend": "llama.cpp", "model": self.model_path.name, "sha256": file_sha256(self.model_path)[:16]}
+        self.lora = Path(lora).expanduser() if lora else None  # a llama.cpp LoRA adapter GGUF applied on top
+        if self.lora is not None:
+            if not self.lora.exists():
+                raise FileNotFoundError(f"LoRA adapter {self.lora} not found (a llama.cpp adapter .gguf)")
+            self._identity["lora_sha256"] = file_sha256(self.lora)[:16]
         self.last_timings: list[dict] = []
 
     @property
@@ -44,6 +49,8 @@ class LlamaCppResponder(Responder):
             params.n_parallel = self.n_parallel
             params.n_ctx = self.ctx_per_slot * self.n_parallel
             params.cont_batching = True
+            if self.lora is not None:
+                params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(self.lora), 1.0)]
             params.cpuparams.n_threads = self.threads
             params.cpuparams_batch.n_threads = self.threads
             if not self.verbose:

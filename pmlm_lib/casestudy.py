@@ -1,0 +1,179 @@
+"""The patient explorer (notebook 07): everything the workbench knows about one patient, in one view.
+
+Her indicators over time against the reference ranges, the predictor's probabilities, her peers with
+their diagnoses and similarities, the coarse prompt and the refined prompt with the edits marked, and
+each responder's answers before and after beside the doctor's reply, with each answer's scores. In
+JupyterLab a dropdown picks the patient (ipywidgets); under papermill the same view is rendered
+statically for the chosen cases and saved into the run folder.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import plots, refine
+from .metrics import COLUMNS
+
+TRAJECTORY_INDICATORS = ["hemoglobin", "platelet_count", "wbc", "neutrophil_ratio", "mcv", "alt", "total_bile_acid", "albumin"]
+
+
+@dataclass
+class CaseData:
+    cohort: object
+    split: pd.Series
+    predictions: pd.DataFrame
+    peers: pd.DataFrame
+    coarse: pd.Series
+    refined: pd.DataFrame
+    scored: pd.DataFrame | None
+    k: int
+
+    @classmethod
+    def load(cls, run) -> "CaseData":
+        from .sources import filtered_cohort
+
+        cohort, split = filtered_cohort(run)
+        scored_path = run.root / "answers_scored.parquet"
+        return cls(cohort=cohort, split=split,
+                   predictions=pd.read_csv(run.require("predictions.csv", made_by="02_predictor_study"), index_col="patient_id"),
+                   peers=pd.read_parquet(run.require("peers.parquet", made_by="03_peer_retrieval")),
+                   coarse=pd.read_parquet(run.require("coarse_prompts.parquet", made_by="03_peer_retrieval"))["prompt"],
+                   refined=pd.read_parquet(run.require("refined_prompts.parquet", made_by="04_rl_refinement")),
+                   scored=pd.read_parquet(scored_path) if scored_path.exists() else None,
+                   k=run.read_record("peer_retrieval", made_by="03_peer_retrieval")["k"])
+
+    @property
+    def labels(self) -> pd.Series:
+        return self.cohort.patients.set_index("patient_id")["label"]
+
+    def reply(self, pid: str) -> str:
+        return str(self.cohort.patients.set_index("patient_id").loc[pid, "reference_reply"])
+
+    def patients(self) -> list[str]:
+        """Patients with answers to show (notebook 05's sample), else every refined test patient."""
+        if self.scored is not None:
+            return sorted(self.scored["patient_id"].unique())
+        return list(self.refined.index)
+
+    def pick_cases(self) -> list[str]:
+        """One normal patient and one with a condition (the paper's case study shows both); the
+        condition case prefers a patient whose condition the predictor got right."""
+        ids = self.patients()
+        labels = self.labels.reindex(ids)
+        normal = [p for p in ids if labels[p] == "normal"]
+        sick = [p for p in ids if labels[p] != "normal"]
+        right = [p for p in sick if self.predictions.loc[p, "predicted"] == labels[p]]
+        return list(dict.fromkeys((normal or ids)[:1] + (right or sick or ids)[:1]))
+
+    # ---- the parts of the view ------------------------------------------------------------------
+    def summary(self, pid: str) -> str:
+        visits = int((self.cohort.exams["patient_id"] == pid).sum())
+        row = self.predictions.loc[pid]
+        return (f"**Patient {pid}** ({self.split.get(pid, '?')} split): {visits} examinations; doctor's diagnosis "
+                f"**{self.labels[pid]}**; predicted **{row['predicted']}** (p = {row['confidence']:.2f}, {row['how']}).")
+
+    def probabilities(self, pid: str, top: int = 5) -> pd.DataFrame:
+        row = self.predictions.loc[pid, [c for c in self.predictions.columns if c.startswith("p: ")]].astype(float)
+        out = row.sort_values(ascending=False).head(top).rename(lambda c: c[3:]).to_frame("probability")
+        out.index.name = "label"
+        return out.round(3)
+
+    def peer_table(self, pid: str) -> pd.DataFrame:
+        mine = self.peers[(self.peers["patient_id"] == pid) & (self.peers["rank"] <= self.k)]
+        return mine.drop(columns="patient_id").set_index("rank").round(3)
+
+    def marked_prompt(self, pid: str) -> str:
+        row = self.refined.loc[pid]
+        ops = list(row["operations"]) if "operations" in row else None
+        words = list(row["words"]) if "words" in row else None
+        return refine.mark_edits(row["coarse_prompt"], list(row["positions"]), ops, words)
+
+    def answers(self, pid: str, seed: int | None = None) -> pd.DataFrame:
+        """Each responder's answer per system for this patient (the first seed), with its scores."""
+        if self.scored is None:
+            return pd.DataFrame()
+        mine = self.scored[self.scored["patient_id"] == pid]
+        seed = mine["seed"].min() if seed is None else seed
+        mine = mine[mine["seed"] == seed]
+        return mine.set_index(["responder", "system"])[["answer"] + COLUMNS].round(1)
+
+    def figure(self, pid: str):
+        return plots.patient_trajectories(self.cohort, pid, [i for i in TRAJECTORY_INDICATORS if i in self.cohort.indicators]
+                                          or list(self.cohort.indicators)[:8])
+
+
+def _answers_html(answers: pd.DataFrame, reply: str) -> str:
+    cells = [f"<tr><th style='text-align:left'>doctor's reply</th><td colspan=2>{html.escape(reply)}</td></tr>"]
+    for (responder, system), row in answers.iterrows():
+        scores = ", ".join(f"{c} {row[c]:.1f}" for c in ("BERTScore-F1", "ROUGE-L", "BLEU-4"))
+        cells.append(f"<tr><th style='text-align:left'>{html.escape(system)}<br><small>{html.escape(responder)}</small></th>"
+                     f"<td>{html.escape(row['answer'])}</td><td><small>{scores}</small></td></tr>")
+    return "<table>" + "".join(cells) + "</table>"
+
+
+def _prompt_html(marked: str) -> str:
+    import re
+
+    text = html.escape(marked)
+    text = re.sub(r"\[-(.+?)-\](\d+)", r"<del style='color:#C44E52'>\1</del><sup>\2</sup>", text)
+    text = re.sub(r"\{\+(.+?)\+\}(\d+)", r"<ins style='color:#55A868'>\1</ins><sup>\2</sup>", text)
+    return f"<div style='white-space:pre-wrap;font-family:monospace;font-size:90%'>{text}</div>"
+
+
+def show(data: CaseData, pid: str) -> None:
+    """The interactive view of one patient (displayed, nothing saved)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML, Markdown, display
+
+    display(Markdown(data.summary(pid)))
+    fig = data.figure(pid)
+    display(fig)
+    plt.close(fig)
+    display(Markdown("**Prediction** (top probabilities)"), data.probabilities(pid))
+    display(Markdown(f"**Peers** (top {data.k} training patients)"), data.peer_table(pid))
+    display(Markdown("**Coarse prompt with the policy's edits** (deleted struck through, inserted underlined, with the step)"),
+            HTML(_prompt_html(data.marked_prompt(pid))))
+    display(Markdown("**Answers** (first seed) beside the doctor's reply"), HTML(_answers_html(data.answers(pid), data.reply(pid))))
+
+
+def save(run, data: CaseData, pid: str, name: str) -> None:
+    """The static view of one case, saved into the run folder (and shown) for the report."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(data.summary(pid)))
+    run.figure(data.figure(pid), f"{name}_indicators",
+               f"Case {pid}: indicators over time; green band: third-trimester reference range, red: outside it.")
+    display(run.table(data.probabilities(pid), f"{name}_prediction", f"Case {pid}: the predictor's top probabilities "
+                      f"(doctor's diagnosis: {data.labels[pid]})."))
+    display(run.table(data.peer_table(pid), f"{name}_peers", f"Case {pid}: her top-{data.k} peers with their diagnoses."))
+    print(run.text(f"{name}_prompt", f"Case {pid}: the coarse prompt with the policy's edits ([-deleted-] / {{+inserted+}}, step number).",
+                   data.marked_prompt(pid)))
+    answers = data.answers(pid)
+    if len(answers):
+        reply = pd.DataFrame([{"responder": "doctor", "system": "reference reply", "answer": data.reply(pid)}]).set_index(["responder", "system"])
+        display(run.table(pd.concat([reply, answers]), f"{name}_answers", f"Case {pid}: the doctor's reply and each answer (first seed) with its scores."))
+
+
+def explorer(data: CaseData, render=None):
+    """A dropdown of patients and the view of the chosen one (JupyterLab). `render(pid)` is called
+    on every choice (default: `show` into the widget's output area)."""
+    import ipywidgets as widgets
+
+    ids = data.patients()
+    labels = data.labels
+    dropdown = widgets.Dropdown(options=[(f"{p} · {labels[p]}", p) for p in ids], description="patient")
+    output = widgets.Output()
+
+    def on_change(change):
+        output.clear_output(wait=True)
+        with output:
+            (render or (lambda pid: show(data, pid)))(change["new"])
+
+    dropdown.observe(on_change, names="value")
+    box = widgets.VBox([dropdown, output])
+    if ids:
+        on_change({"new": ids[0]})
+    return box
