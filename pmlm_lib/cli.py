@@ -20,11 +20,25 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NOTEBOOK.]NAME=VALUE",
                      help="override a parameter, e.g. --set 01_data_filtering.min_patients=20 or --set seed=1")
 
+    bench = sub.add_parser("bench", help="measure speed and memory side by side; writes reports/bench/bench.json and .md")
+    bench.add_argument("--parts", default="responders,retrieval,bertscore,report",
+                       help="comma-separated: responders, retrieval, bertscore, report (the report runs twice: about 25 minutes)")
+    bench.add_argument("--profile", default="default", help="profile of the report part")
+
     sub.add_parser("profiles", help="list the profiles")
     args = parser.parse_args(argv)
 
     from .pipeline import PipelineError, available_profiles, load_profile, parse_overrides, run_report
 
+    if args.command == "bench":
+        from .bench import run_bench
+
+        try:
+            print(run_bench([p.strip() for p in args.parts.split(",") if p.strip()], profile=args.profile) / "bench.md")
+        except (PipelineError, ValueError) as exc:
+            print(f"pmlm bench: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "profiles":
         for name in available_profiles():
             print(f"{name}: {load_profile(name).get('description', '')}")

@@ -43,6 +43,49 @@ def test_report_page_shows_what_the_notebooks_produced(smoke_run):
     assert (run_dir / "cohort" / "exams.parquet").exists() and (run_dir / "split.csv").exists()
 
 
+def test_every_step_of_the_method_is_in_the_report(smoke_run):
+    _, run_dir = smoke_run
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [nb["notebook"] for nb in record["notebooks"]] == ["01_data_filtering", "02_predictor_study", "03_peer_retrieval",
+                                                             "04_rl_refinement", "05_evaluation", "06_figures", "07_case_study"]
+    for name in ("refinement_curves", "edit_heatmap", "k_sweep", "n_sweep", "bertscore_by_system", "case1_indicators", "case2_indicators"):
+        for ext in ("png", "svg"):
+            assert (run_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
+    table3 = pd.read_csv(run_dir / "tables" / "table3.csv", index_col=0)
+    assert list(table3.index) == ["without SP", "without PP", "without PR (s_0)", "random deletion", "greedy search (oracle)", "PMLM"]
+    assert all("±" in v for v in table3["BERTScore-F1"])
+    paired = pd.read_csv(run_dir / "tables" / "table1_paired.csv", index_col=0)
+    assert paired["wilcoxon_p"].between(0, 1).all() and (paired["n"] == 4).all()
+    scored = pd.read_parquet(run_dir / "answers_scored.parquet")
+    assert set(scored["seed"]) == {0, 1} and scored["BERTScore-F1"].between(0, 100).all()
+    assert "SmolLM2-135M + LoRA" in set(scored["responder"])
+    # the refinement's time is accounted for, and its example shows marked edits
+    result = json.loads((run_dir / "results" / "rl_refinement.json").read_text())
+    assert 0 < result["time_split"]["share_outside_answers"] < 1
+    assert "[-" in (run_dir / "texts" / "refined_prompt_example.txt").read_text()
+    # the two cases: one normal patient, one with a condition, each with the doctor's reply beside the answers
+    cases = json.loads((run_dir / "results" / "case_study.json").read_text())
+    assert cases["labels"][0] == "normal" and cases["labels"][1] != "normal"
+    for i in (1, 2):
+        assert "doctor" in set(pd.read_csv(run_dir / "tables" / f"case{i}_answers.csv")["responder"])
+        assert (run_dir / "texts" / f"case{i}_prompt.txt").exists()
+
+
+def test_the_explorer_renders_the_chosen_patient(smoke_run):
+    from pmlm_lib.artifacts import RunFolder
+    from pmlm_lib.casestudy import CaseData, explorer
+
+    _, run_dir = smoke_run
+    data = CaseData.load(RunFolder(run_dir, "07_case_study"))
+    shown = []
+    box = explorer(data, render=shown.append)
+    dropdown = box.children[0]
+    assert shown == [data.patients()[0]] and len(dropdown.options) == len(data.patients()) >= 2
+    dropdown.value = data.patients()[1]
+    assert shown[-1] == data.patients()[1]
+    assert "[-" in data.marked_prompt(shown[-1]) and len(data.answers(shown[-1])) > 0
+
+
 def _notebook(cells, path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell('run_dir = "."', metadata={"tags": ["parameters"]})]
@@ -115,12 +158,13 @@ def test_a_run_against_an_endpoint_keeps_the_key_out_of_every_file(smoke_run, tm
     monkeypatch.setenv("PMLM_SCAN_KEY", secret)
     server = LlamaCppResponder(n_parallel=2, ctx_per_slot=2048, use_cache=False)
     spec = {"backend": "openai", "base_url": server.base_url, "model": "smollm2", "api_key_env": "PMLM_SCAN_KEY"}
-    run_report(profile="smoke", run="smoke", reports_dir=reports, start_from="04", only=None,
-               overrides={"04_rl_refinement": {"responder": spec}})
+    run_report(profile="smoke", run="smoke", reports_dir=reports, start_from="04", only=["04", "05"],
+               overrides={"04_rl_refinement": {"responder": spec}, "05_evaluation": {"responders": {"endpoint": spec}}})
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok"
     result = json.loads((run_dir / "results" / "rl_refinement.json").read_text())
     assert result["responder"]["backend"] == "openai-compatible"
+    assert "endpoint" in set(pd.read_parquet(run_dir / "answers_scored.parquet")["responder"])
     files = [p for p in run_dir.rglob("*") if p.is_file()] + [p for p in cache_dir().glob("answers.sqlite*") if p.is_file()]
     assert len(files) > 20
     leaks = [str(p) for p in files if secret.encode() in p.read_bytes()]

@@ -66,6 +66,9 @@ def test_reward_matches_bert_score_and_guards_empty_answers(reward):
     got = reward(["Eat less sugar and check your glucose.", ""], REPLIES[:2])
     _, _, f = score(["Eat less sugar and check your glucose."], REPLIES[:1], model_type=str(minilm_path()), num_layers=6)
     assert np.isclose(got[0], float(f[0]), atol=1e-5) and got[1] == 0.0
+    encoded = reward.encoded
+    again = reward(["Eat less sugar and check your glucose.", "Rest."], REPLIES[:2])
+    assert reward.encoded == encoded + 2 and again[0] == got[0]  # only "Rest." and the reply it meets first were encoded
 
 
 def test_controls_delete_n_words_and_keep_a_minimum():
