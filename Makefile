@@ -23,3 +23,6 @@ lab: setup  ## JupyterLab on notebooks/, in the project's environment
 
 strip: setup  ## remove outputs from stored notebooks (keeps tags such as `parameters`)
 	$(PY) -m pmlm_lib.notebook_hygiene --strip notebooks/*.ipynb
+
+bench: setup  ## speed and memory side by side -> reports/bench/bench.md (the report part runs the default report twice)
+	$(PY) -m pmlm_lib.cli bench $(ARGS)

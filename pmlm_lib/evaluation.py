@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .metrics import COLUMNS, Metrics, paired_test
 from .responders import Decoding, RawDataRefused
@@ -35,17 +34,18 @@ def answer_rows(rows: pd.DataFrame, responder, decoding: Decoding, responder_nam
     responder's parallel slots stay busy). Rows whose prompts the responder refuses (raw data to a
     remote endpoint without opt-in) are dropped with a message, not sent."""
     out = []
-    for seed, part in tqdm(rows.groupby("seed", sort=True), desc=f"answering ({responder_name})", mininterval=5):
+    for seed, part in rows.groupby("seed", sort=True):
+        print(f"{responder_name}, seed {seed}: {len(part)} prompts", flush=True)
         part = part.copy()
         settings = Decoding(**{**asdict(decoding), "seed": int(seed)})
         try:
-            part["answer"] = responder.answer(part["prompt"].tolist(), settings)
+            part["answer"] = responder.answer(part["prompt"].tolist(), settings, progress=True)
         except RawDataRefused as refused:
             keep = ~part["prompt"].map(_raw)
             print(f"{responder_name}: {int((~keep).sum())} raw-data prompt(s) not sent ({refused.__class__.__name__}); "
                   "set allow_raw_data in the responder spec to include the 'before' row")
             part = part[keep].copy()
-            part["answer"] = responder.answer(part["prompt"].tolist(), settings)
+            part["answer"] = responder.answer(part["prompt"].tolist(), settings, progress=True)
         out.append(part)
     answered = pd.concat(out, ignore_index=True) if out else rows.assign(answer=[])
     return answered.assign(responder=responder_name)

@@ -332,7 +332,8 @@ def greedy_deletion(prompts: list[str], references: list[str], responder, reward
     per_step = max(1, budget // n)
     states = [segment(p) for p in prompts]
     traces: list[list[int]] = [[] for _ in prompts]
-    for _ in range(n):
+    for step in range(n):
+        print(f"greedy search: step {step + 1} of {n}", flush=True)
         options, owners = [], []
         for i, words in enumerate(states):
             if len(words) <= min_words:

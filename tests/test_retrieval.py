@@ -64,13 +64,17 @@ def test_encoder_save_load_gives_the_same_vectors(tmp_path, built):
     assert np.allclose(retrieval.encode(enc, x), rep.vectors[:5], atol=1e-5)
 
 
-def test_benchmark_script_writes_its_figures(tmp_path):
-    import importlib.util
+def test_bench_writes_its_figures_and_checks_the_targets(tmp_path):
+    import json
 
-    from conftest import REPO
+    from pmlm_lib.bench import run_bench, targets
 
-    spec = importlib.util.spec_from_file_location("bench_retrieval", REPO / "benchmarks" / "retrieval.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    row = bench.measure(2_000, 3)
-    assert row["pool"] == 2_000 and row["median_seconds"] > 0
+    out = run_bench(["retrieval"], out_dir=tmp_path / "bench", reports_dir=tmp_path)
+    result = json.loads((out / "bench.json").read_text())
+    assert [r["pool"] for r in result["retrieval"]] == [1_000, 10_000, 100_000, 1_000_000]
+    assert all(r["seconds_per_query"] > 0 for r in result["retrieval"]) and "Retrieval" in (out / "bench.md").read_text()
+    report = {"first": {"wall_seconds": 1500.0, "peak_memory_mb": 4000}, "second": {"wall_seconds": 100.0, "peak_memory_mb": 3000},
+              "second_run_speedup": 15.0, "refinement_time_split": {"share_outside_answers": 0.12}}
+    met = {t["target"]: t["met"] for t in targets({"report": report})}
+    assert met == {"whole report (first run) under 20 minutes": False, "peak memory under 6 GiB": True,
+                   "refinement under 10% of its time outside answer generation": False, "second run at least 5x faster": True}
