@@ -5,10 +5,14 @@ responder LLM_r answers the final prompt P, and the reward is BS(LLM_r(P), r) �
 (Eq. 9). The policy is trained with REINFORCE: L = −Σ_i log π(e_j|s_i) · Reward (Eq. 11), Adam.
 In the paper's mode the patient encoder is trained through the same loss (x̂ is in the graph).
 
-Beyond the paper: a reward baseline (running mean) for variance reduction; two controls that need
-no training (random deletion, greedy search with a budget of answers). Every episode is logged
-(deleted indices per step, reward, loss); a checkpoint is written after each epoch and training
-resumes from it with the same result as an uninterrupted run.
+Beyond the paper, each a RefineConfig field: policy updates per mini-batch of episodes instead of
+once per epoch; a reward baseline (running mean) for variance reduction; replace and insert besides
+delete (words from a vocabulary of the training replies); embedding s_0 once and letting its rows
+follow the edits (ten times fewer encoder passes). Two controls need no training: random deletion,
+and greedy search with a budget of answers (an oracle: it reads the reference). Every episode is
+logged (edited indices and operations per step, reward); a checkpoint is written after each epoch
+and training resumes from it with the same result as an uninterrupted run; the training time is
+split into waiting for answers, BERTScore, embedding, policy and updates.
 """
 
 from __future__ import annotations
