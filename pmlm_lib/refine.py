@@ -240,6 +240,12 @@ class Refiner:
         history = []
         if checkpoint is not None and Path(checkpoint).exists():
             history = self.load_checkpoint(checkpoint, progress)
+        if self.epoch < self.config.epochs:
+            # every s_0 answer in one call up front: a big batch keeps the responder's slots busy, and
+            # each epoch then waits only for its new prompts (the answers are identical: same cache key)
+            start = time.perf_counter()
+            self.responder.answer([e.prompt for e in episodes], self.decoding)
+            self._timed("answers", start)
         while self.epoch < self.config.epochs:
             summary = self.train_epoch(episodes)
             summary.update({f"seconds_{k}": round(v, 2) for k, v in self.seconds.items()})
