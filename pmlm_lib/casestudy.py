@@ -62,8 +62,9 @@ class CaseData:
         """One normal patient and one with a condition (the paper's case study shows both); the
         condition case prefers a patient whose condition the predictor got right."""
         ids = self.patients()
-        labels = self.labels.reindex(ids)
-        normal = [p for p in ids if labels[p] == "normal"]
+        labels = self.labels
+        # a normal patient from the evaluated ones (they have answers), else any refined test patient
+        normal = [p for p in ids if labels[p] == "normal"] or [p for p in self.refined.index if labels[p] == "normal"]
         sick = [p for p in ids if labels[p] != "normal"]
         right = [p for p in sick if self.predictions.loc[p, "predicted"] == labels[p]]
         return list(dict.fromkeys((normal or ids)[:1] + (right or sick or ids)[:1]))
