@@ -16,7 +16,7 @@ from dataclasses import asdict
 import pandas as pd
 
 from .metrics import COLUMNS, Metrics, paired_test
-from .responders import Decoding, RawDataRefused
+from .responders import Decoding, RawDataRefused, contains_raw_values
 
 
 def prompt_rows(system: str, prompts: dict[str, str] | pd.Series, seeds: list[int], per_seed=None) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def answer_rows(rows: pd.DataFrame, responder, decoding: Decoding, responder_nam
         try:
             part["answer"] = responder.answer(part["prompt"].tolist(), settings, progress=True)
         except RawDataRefused as refused:
-            keep = ~part["prompt"].map(_raw)
+            keep = ~part["prompt"].map(contains_raw_values)
             print(f"{responder_name}: {int((~keep).sum())} raw-data prompt(s) not sent ({refused.__class__.__name__}); "
                   "set allow_raw_data in the responder spec to include the 'before' row")
             part = part[keep].copy()
@@ -49,12 +49,6 @@ def answer_rows(rows: pd.DataFrame, responder, decoding: Decoding, responder_nam
         out.append(part)
     answered = pd.concat(out, ignore_index=True) if out else rows.assign(answer=[])
     return answered.assign(responder=responder_name)
-
-
-def _raw(prompt: str) -> bool:
-    from .responders import contains_raw_values
-
-    return contains_raw_values(prompt)
 
 
 def score_rows(answered: pd.DataFrame, references: pd.Series, metrics: Metrics) -> pd.DataFrame:

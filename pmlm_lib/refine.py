@@ -329,7 +329,7 @@ def random_deletion(prompt: str, n: int, rng: np.random.Generator, min_words: in
             break
         j = int(rng.integers(len(words)))
         deleted.append(j)
-        words = words[:j] + words[j + 1:]
+        words = apply_edit(words, j, "delete", None)
     return join(words), deleted
 
 
