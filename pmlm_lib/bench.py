@@ -8,7 +8,8 @@ same run on the same machine (the machine is shared and noisy: compare within a 
 - refinement: the share of the RL training time spent outside waiting for answers (embedding,
   policy, BERTScore, updates), from the first report run's notebook 04;
 - responders: answers per second of the default responder (llama.cpp, 4 slots) against
-  llama.cpp's own decoding speed for the same model and threads, and 1 / 4 / 8 slots;
+  llama.cpp's own decoding speed for the same model and threads, and 1 / 4 / 8 slots; the default
+  Q8_0 re-encoding against the Q4_1 file as shipped (4 slots);
 - retrieval: seconds per query against pools of 10^3 to 10^6 patients;
 - BERTScore: scored pairs per second against the encoder's raw forward speed on the same texts.
 The targets of the default profile are checked and written beside the figures.
@@ -60,7 +61,8 @@ def report(profile: str, reports_dir: Path) -> dict:
 
 def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96) -> dict:
     """Answers per second with 1, 4 and 8 slots on the same coarse prompts (no cache), against
-    llama.cpp's own prompt+decode time and its decode-only speed."""
+    llama.cpp's own prompt+decode time and its decode-only speed; then the Q4_1 file as shipped
+    with 4 slots, against the default Q8_0 re-encoding."""
     from .prompts import coarse_prompt
     from .responders import Decoding
     from .responders.llamacpp import LlamaCppResponder
@@ -70,8 +72,8 @@ def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96) -> dict:
     batch = [coarse_prompt(labels[i % 8], [(labels[(i + j) % 8], 0.9 - 0.02 * j) for j in range(10)]) + f"\n(Case {i}.)" for i in range(n)]
     decoding = Decoding(max_tokens=answer_tokens)
     rows = []
-    for n_parallel in slots:
-        r = LlamaCppResponder(n_parallel=n_parallel, use_cache=False)
+    for model, n_parallel in [("bundled", k) for k in slots] + [("bundled-q4_1", 4)]:
+        r = LlamaCppResponder(model=model, n_parallel=n_parallel, use_cache=False)
         r.answer(batch[:1], decoding)  # load and warm up
         r.last_timings.clear()
         start = time.perf_counter()
@@ -80,14 +82,16 @@ def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96) -> dict:
         t = r.last_timings
         tokens = sum(x["predicted_n"] for x in t)
         own = sum((x["prompt_ms"] + x["predicted_ms"]) / 1000 for x in t)
-        rows.append({"n_parallel": n_parallel, "threads": r.threads, "answers": n, "wall_seconds": round(wall, 2),
+        rows.append({"model": r.model_path.name, "n_parallel": n_parallel, "threads": r.threads, "answers": n, "wall_seconds": round(wall, 2),
                      "answers_per_second": round(n / wall, 3), "tokens_per_second": round(tokens / wall, 1),
                      "llamacpp_own_tokens_per_second": round(tokens / own, 1),
                      "llamacpp_decode_only_tokens_per_second": round(float(np.mean([x["predicted_per_second"] for x in t])), 1)})
         r.close()
+    shipped = rows.pop()
     by = {row["n_parallel"]: row for row in rows}
     sequential = by[slots[0]]
-    return {"runs": rows,
+    return {"runs": rows + [shipped],
+            "q8_0_vs_shipped_q4_1_4_slots": round(by[4]["answers_per_second"] / shipped["answers_per_second"], 3),
             "wrapper_vs_llamacpp_own_speed_sequential": round(sequential["tokens_per_second"] / sequential["llamacpp_own_tokens_per_second"], 3),
             "default_4_slots_answers_per_second": by.get(4, sequential)["answers_per_second"],
             "default_4_slots_tokens_per_second_vs_llamacpp_decode_only_sequential":
@@ -174,12 +178,14 @@ def markdown(result: dict) -> str:
     if result.get("responders"):
         r = result["responders"]
         lines += ["## Responders (llama.cpp, bundled SmolLM2, 96-token greedy answers, no cache)", "",
-                  "| slots | answers/s | tokens/s | llama.cpp own tokens/s | llama.cpp decode-only tokens/s |", "|---:|---:|---:|---:|---:|"]
-        lines += [f"| {x['n_parallel']} | {x['answers_per_second']} | {x['tokens_per_second']} | {x['llamacpp_own_tokens_per_second']} | "
+                  "| model | slots | answers/s | tokens/s | llama.cpp own tokens/s | llama.cpp decode-only tokens/s |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {x.get('model', '')} | {x['n_parallel']} | {x['answers_per_second']} | {x['tokens_per_second']} | {x['llamacpp_own_tokens_per_second']} | "
                   f"{x['llamacpp_decode_only_tokens_per_second']} |" for x in r["runs"]]
         lines += ["", f"Wrapper against llama.cpp's own speed (1 slot): {r['wrapper_vs_llamacpp_own_speed_sequential']}; "
                   f"default (4 slots) tokens/s against llama.cpp's sequential decode-only speed: "
-                  f"{r['default_4_slots_tokens_per_second_vs_llamacpp_decode_only_sequential']}; slots speed-up: {r['slots_speedup']}", ""]
+                  f"{r['default_4_slots_tokens_per_second_vs_llamacpp_decode_only_sequential']}; slots speed-up: {r['slots_speedup']}; "
+                  f"Q8_0 (default) against the shipped Q4_1, 4 slots: {r.get('q8_0_vs_shipped_q4_1_4_slots')}x", ""]
     if result.get("retrieval"):
         lines += ["## Retrieval (cosine top-10, 128 dimensions)", "", "| pool patients | seconds per query |", "|---:|---:|"]
         lines += [f"| {x['pool']:,} | {x['seconds_per_query']} |" for x in result["retrieval"]] + [""]

@@ -45,3 +45,26 @@ def test_gguf_converts_once_into_a_working_transformers_model():
     out = model.generate(**enc, max_new_tokens=12, do_sample=False)
     text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     assert len(text.split()) >= 3
+
+
+def test_q8_responder_weights_are_the_shipped_weights_re_encoded():
+    """The default responder file holds the same tensors as the shipped Q4_1, each within Q8_0's
+    rounding (half a step of max|w|/127 per 32-weight block, the step stored as float16), and is made once."""
+    import numpy as np
+    from gguf import GGUFReader, quants
+
+    path = models.smollm2_q8_gguf_path()
+    stamp = path.stat().st_mtime_ns
+    assert models.smollm2_q8_gguf_path() == path and path.stat().st_mtime_ns == stamp
+    shipped = {t.name: t for t in GGUFReader(models.smollm2_gguf_path()).tensors}
+    encoded = GGUFReader(path)
+    assert sorted(t.name for t in encoded.tensors) == sorted(shipped)
+    assert encoded.fields["general.file_type"].parts[-1][0] == 7  # MOSTLY_Q8_0
+    for tensor in encoded.tensors[:12]:
+        before = quants.dequantize(shipped[tensor.name].data, shipped[tensor.name].tensor_type).astype(np.float32)
+        after = quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+        assert after.shape == before.shape
+        blocks = before.reshape(-1, 32) if before.ndim > 1 else before.reshape(1, -1)
+        step = np.abs(blocks).max(axis=1, keepdims=True) / 127
+        # half a step, plus the rounding of the scale itself to float16
+        assert np.all(np.abs(after.reshape(blocks.shape) - blocks) <= step * 0.56 + 1e-6), tensor.name
