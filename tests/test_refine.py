@@ -101,22 +101,37 @@ def test_policy_with_edit_operations_normalizes_each_choice():
         WordPolicy(operations=("swap",))
 
 
-def _refiner(embedder, responder, reward, epochs, seed=0, operations=("delete",), batch_size=None):
+def _refiner(embedder, responder, reward, epochs, seed=0, operations=("delete",), batch_size=None, baseline="mean"):
     torch.manual_seed(seed)
     from pmlm_lib.policy import WordPolicy
 
     policy, encoder = WordPolicy(operations=operations), PatientEncoder(30)
-    config = RefineConfig(n_steps=2, epochs=epochs, operations=operations, batch_size=batch_size, baseline="mean",
+    config = RefineConfig(n_steps=2, epochs=epochs, operations=operations, batch_size=batch_size, baseline=baseline,
                           decoding={"max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": 0})
     vocabulary = ["diet", "glucose", "rest"] if operations != ("delete",) else None
     return Refiner(embedder, policy, encoder, responder, reward, config, vocabulary=vocabulary)
+
+
+def test_s0_score_baseline_predicts_each_patients_reward_from_its_s0_score(embedder):
+    """Patients whose s_0 answer scored low gain more from any edit: the baseline follows the line
+    fitted on earlier episodes; "mean" is the running mean; "none" is zero (the paper)."""
+    refiner = _refiner(embedder, None, None, epochs=1, baseline="s0_score")
+    assert refiner.reward_baseline(np.array([0.5])) == 0.0  # no earlier episodes yet
+    refiner.log = [{"score_before": x, "reward": 0.3 - 0.5 * x} for x in (0.1, 0.3, 0.5, 0.7)]
+    assert np.allclose(refiner.reward_baseline(np.array([0.2, 0.6])), [0.2, 0.0])
+    assert _refiner(embedder, None, None, epochs=1, baseline="none").reward_baseline(np.array([0.2])) == 0.0
+    mean = _refiner(embedder, None, None, epochs=1, baseline="mean")
+    mean.baseline_value = 0.04
+    assert mean.reward_baseline(np.array([0.2])) == 0.04
+    with pytest.raises(ValueError, match="s0_score"):
+        RefineConfig(baseline="median")
 
 
 @pytest.mark.slow
 def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedder, responder, reward):
     rng = np.random.default_rng(1)
     episodes = [Episode(f"P{i}", p, r, rng.normal(size=30).astype(np.float32)) for i, (p, r) in enumerate(zip(PROMPTS, REPLIES))]
-    whole = _refiner(embedder, responder, reward, epochs=2, batch_size=2)
+    whole = _refiner(embedder, responder, reward, epochs=2, batch_size=2, baseline="s0_score")
     history = whole.train(episodes, checkpoint=tmp_path / "a.pt", progress=lambda *_: None)
     assert [h["epoch"] for h in history] == [0, 1] and all(np.isfinite(h["mean_reward"]) for h in history)
     assert [h["updates"] for h in history] == [2, 2]  # batches of 2 over 3 episodes
@@ -124,9 +139,9 @@ def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedde
     split = whole.time_split()
     assert split["answers"] > 0 and 0 < split["share_outside_answers"] < 1
 
-    first = _refiner(embedder, responder, reward, epochs=1, batch_size=2)
+    first = _refiner(embedder, responder, reward, epochs=1, batch_size=2, baseline="s0_score")
     first.train(episodes, checkpoint=tmp_path / "b.pt", progress=lambda *_: None)  # "interrupted" after epoch 0
-    resumed = _refiner(embedder, responder, reward, epochs=2, batch_size=2)
+    resumed = _refiner(embedder, responder, reward, epochs=2, batch_size=2, baseline="s0_score")
     resumed.train(episodes, checkpoint=tmp_path / "b.pt", progress=lambda *_: None)
     for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values()):
         assert torch.allclose(a, b)
