@@ -385,6 +385,24 @@ def greedy_deletion(prompts: list[str], references: list[str], responder, reward
     return [(join(s), t) for s, t in zip(states, traces)]
 
 
+def edited_words_by_epoch(log: list[dict], prompts: dict | "pd.Series", top: int = 10) -> "pd.DataFrame":
+    """What the policy learned: for each epoch, the share of its episodes that edited each word
+    (words lower-cased, punctuation stripped); the `top` words of the last epoch, epochs as columns."""
+    import pandas as pd
+
+    counts: dict[int, Counter] = {}
+    episodes = Counter(row["epoch"] for row in log)
+    for row in log:
+        words, edited = segment(prompts[row["patient_id"]]), set()
+        for j, operation, new in zip(row["positions"], row.get("operations") or ["delete"] * len(row["positions"]),
+                                     row.get("words") or [None] * len(row["positions"])):
+            edited.add(words[j].strip().strip(".,;:()").lower())
+            words = apply_edit(words, j, operation, new)
+        counts.setdefault(row["epoch"], Counter()).update(edited)
+    table = pd.DataFrame({f"epoch {e}": {w: n / episodes[e] for w, n in c.items()} for e, c in sorted(counts.items())}).fillna(0.0)
+    return table.sort_values(table.columns[-1], ascending=False).head(top) if len(table) else table
+
+
 def save_log(log: list[dict], path: str | Path) -> None:
     Path(path).write_text("\n".join(json.dumps(row) for row in log) + "\n")
 

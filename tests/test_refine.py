@@ -199,3 +199,16 @@ def test_embedding_once_follows_the_edits_without_encoding_again(embedder, respo
     every.encoder.load_state_dict(refiner.encoder.state_dict())
     # the first edit is chosen from BERT(s_0) in both modes
     assert [r.positions[0] for r in every.refine(episodes)] == [r.positions[0] for r in rollouts]
+
+
+def test_edited_words_by_epoch_counts_each_episodes_edits_once():
+    from pmlm_lib.refine import edited_words_by_epoch
+
+    prompts = {"A": "Your deep learning model says: rest, rest.", "B": "The deep model predicts normal."}
+    log = [{"epoch": 0, "patient_id": "A", "positions": [1, 4]},  # "deep", then "rest," (index 4 after the deletion)
+           {"epoch": 0, "patient_id": "B", "positions": [2]},  # "model"
+           {"epoch": 1, "patient_id": "A", "positions": [1, 1], "operations": ["delete", "delete"], "words": [None, None]}]
+    table = edited_words_by_epoch(log, prompts)
+    assert table.loc["deep", "epoch 0"] == 0.5 and table.loc["rest", "epoch 0"] == 0.5 and table.loc["model", "epoch 0"] == 0.5
+    assert table.loc["deep", "epoch 1"] == 1.0 and table.loc["learning", "epoch 1"] == 1.0 and table.loc["model", "epoch 1"] == 0.0
+    assert list(table.columns) == ["epoch 0", "epoch 1"]
