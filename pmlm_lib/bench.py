@@ -7,9 +7,9 @@ same run on the same machine (the machine is shared and noisy: compare within a 
   time and peak memory per notebook, and the second run's speed-up;
 - refinement: the share of the RL training time spent outside waiting for answers (embedding,
   policy, BERTScore, updates), from the first report run's notebook 04;
-- responders: answers per second of the default responder (llama.cpp, 4 slots) against
+- responders: answers per second of the default responder (llama.cpp, the profile's slots) against
   llama.cpp's own decoding speed for the same model and threads, and 1 / 4 / 8 slots; the default
-  Q8_0 re-encoding against the Q4_1 file as shipped (4 slots);
+  Q8_0 re-encoding against the Q4_1 file as shipped (same slots);
 - retrieval: seconds per query against pools of 10^3 to 10^6 patients;
 - BERTScore: scored pairs per second against the encoder's raw forward speed on the same texts.
 The targets of the default profile are checked and written beside the figures.
@@ -59,10 +59,11 @@ def report(profile: str, reports_dir: Path) -> dict:
             "second_run_speedup": round(first["wall_seconds"] / second["wall_seconds"], 2), "refinement_time_split": refinement}
 
 
-def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96) -> dict:
+def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96, default_slots: int = 8) -> dict:
     """Answers per second with 1, 4 and 8 slots on the same coarse prompts (no cache), against
     llama.cpp's own prompt+decode time and its decode-only speed; then the Q4_1 file as shipped
-    with 4 slots, against the default Q8_0 re-encoding."""
+    with the default slots, against the default Q8_0 re-encoding."""
+    slots = tuple(sorted({*slots, default_slots}))
     from .prompts import coarse_prompt
     from .responders import Decoding
     from .responders.llamacpp import LlamaCppResponder
@@ -72,7 +73,7 @@ def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96) -> dict:
     batch = [coarse_prompt(labels[i % 8], [(labels[(i + j) % 8], 0.9 - 0.02 * j) for j in range(10)]) + f"\n(Case {i}.)" for i in range(n)]
     decoding = Decoding(max_tokens=answer_tokens)
     rows = []
-    for model, n_parallel in [("bundled", k) for k in slots] + [("bundled-q4_1", 4)]:
+    for model, n_parallel in [("bundled", k) for k in slots] + [("bundled-q4_1", default_slots)]:
         r = LlamaCppResponder(model=model, n_parallel=n_parallel, use_cache=False)
         r.answer(batch[:1], decoding)  # load and warm up
         r.last_timings.clear()
@@ -91,11 +92,12 @@ def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96) -> dict:
     by = {row["n_parallel"]: row for row in rows}
     sequential = by[slots[0]]
     return {"runs": rows + [shipped],
-            "q8_0_vs_shipped_q4_1_4_slots": round(by[4]["answers_per_second"] / shipped["answers_per_second"], 3),
+            "default_slots": default_slots,
+            "q8_0_vs_shipped_q4_1": round(by[default_slots]["answers_per_second"] / shipped["answers_per_second"], 3),
             "wrapper_vs_llamacpp_own_speed_sequential": round(sequential["tokens_per_second"] / sequential["llamacpp_own_tokens_per_second"], 3),
-            "default_4_slots_answers_per_second": by.get(4, sequential)["answers_per_second"],
-            "default_4_slots_tokens_per_second_vs_llamacpp_decode_only_sequential":
-                round(by.get(4, sequential)["tokens_per_second"] / sequential["llamacpp_decode_only_tokens_per_second"], 3),
+            "default_answers_per_second": by[default_slots]["answers_per_second"],
+            "default_tokens_per_second_vs_llamacpp_decode_only_sequential":
+                round(by[default_slots]["tokens_per_second"] / sequential["llamacpp_decode_only_tokens_per_second"], 3),
             "slots_speedup": {str(k): round(v["answers_per_second"] / sequential["answers_per_second"], 2) for k, v in by.items()}}
 
 
@@ -183,9 +185,9 @@ def markdown(result: dict) -> str:
         lines += [f"| {x.get('model', '')} | {x['n_parallel']} | {x['answers_per_second']} | {x['tokens_per_second']} | {x['llamacpp_own_tokens_per_second']} | "
                   f"{x['llamacpp_decode_only_tokens_per_second']} |" for x in r["runs"]]
         lines += ["", f"Wrapper against llama.cpp's own speed (1 slot): {r['wrapper_vs_llamacpp_own_speed_sequential']}; "
-                  f"default (4 slots) tokens/s against llama.cpp's sequential decode-only speed: "
-                  f"{r['default_4_slots_tokens_per_second_vs_llamacpp_decode_only_sequential']}; slots speed-up: {r['slots_speedup']}; "
-                  f"Q8_0 (default) against the shipped Q4_1, 4 slots: {r.get('q8_0_vs_shipped_q4_1_4_slots')}x", ""]
+                  f"default ({r['default_slots']} slots) tokens/s against llama.cpp's sequential decode-only speed: "
+                  f"{r['default_tokens_per_second_vs_llamacpp_decode_only_sequential']}; slots speed-up: {r['slots_speedup']}; "
+                  f"Q8_0 (default) against the shipped Q4_1, {r['default_slots']} slots: {r['q8_0_vs_shipped_q4_1']}x", ""]
     if result.get("retrieval"):
         lines += ["## Retrieval (cosine top-10, 128 dimensions)", "", "| pool patients | seconds per query |", "|---:|---:|"]
         lines += [f"| {x['pool']:,} | {x['seconds_per_query']} |" for x in result["retrieval"]] + [""]
@@ -201,14 +203,15 @@ def run_bench(parts: list[str], profile: str = "default", out_dir: Path | None =
 
     import psutil
 
-    from .pipeline import default_reports_dir
+    from .pipeline import default_reports_dir, load_profile
 
     reports_dir = Path(reports_dir or default_reports_dir())
     out = Path(out_dir or reports_dir / "bench")
     out.mkdir(parents=True, exist_ok=True)
     result = {"started": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}}
-    steps = {"responders": responders, "retrieval": retrieval, "bertscore": bertscore,
+    slots = load_profile(profile)["parameters"].get("common", {}).get("n_parallel", 4)
+    steps = {"responders": lambda: responders(default_slots=slots), "retrieval": retrieval, "bertscore": bertscore,
              "report": lambda: report(profile, reports_dir)}
     for part in parts:
         if part not in steps:
