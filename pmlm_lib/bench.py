@@ -42,7 +42,13 @@ def _timed_report(profile: str, run: str, reports_dir: Path) -> dict:
 
 
 def report(profile: str, reports_dir: Path) -> dict:
-    """The report from empty caches, then again from the caches it filled."""
+    """The report from empty caches, then again from the caches it filled. The bench's own run
+    folders are emptied first: a run folder keeps the RL checkpoint, and a resumed training is not a
+    first run."""
+    import shutil
+
+    for run in (f"bench-{profile}-first", f"bench-{profile}-second"):
+        shutil.rmtree(Path(reports_dir) / run, ignore_errors=True)
     previous = os.environ.get("PMLM_CACHE")
     with tempfile.TemporaryDirectory(prefix="pmlm-bench-cache-") as cold:
         os.environ["PMLM_CACHE"] = cold
