@@ -24,12 +24,16 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .prompts import join, segment
 from .responders import Decoding
+
+if TYPE_CHECKING:  # pandas is imported where tables are made, not at import time
+    import pandas as pd
 
 TIMED = ("answers", "reward", "embedding", "policy", "update")  # where training time goes
 BASELINES = ("none", "mean", "s0_score")
