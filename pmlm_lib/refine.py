@@ -296,6 +296,8 @@ class Refiner:
         torch.save({"policy": self.policy.state_dict(), "encoder": self.encoder.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "baseline": self.baseline_value,
                     "history": history, "log": self.log, "seconds": self.seconds, "config": self._comparable_config(),
+                    # the s_0 scores as computed: re-scoring in other BERTScore batches may differ in the last digits
+                    "scored_before": [[a, r, float(v)] for (a, r), v in self._scored_before.items()],
                     "vocabulary": self.vocabulary}, tmp)
         tmp.replace(path)  # atomic: a crash while saving keeps the previous checkpoint
 
@@ -312,6 +314,7 @@ class Refiner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.baseline_value, self.log = state["epoch"], state["baseline"], state["log"]
         self.seconds = state["seconds"]
+        self._scored_before = {(a, r): v for a, r, v in state.get("scored_before", [])}
         progress(f"resumed after epoch {self.epoch - 1}")
         return state["history"]
 
