@@ -78,8 +78,7 @@ def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96, default_sl
               "hypothyroidism", "uterine scar", "placental dysfunction"]
     batch = [coarse_prompt(labels[i % 8], [(labels[(i + j) % 8], 0.9 - 0.02 * j) for j in range(10)]) + f"\n(Case {i}.)" for i in range(n)]
     decoding = Decoding(max_tokens=answer_tokens)
-    rows = []
-    for model, n_parallel in [("bundled", k) for k in slots] + [("bundled-q4_1", default_slots)]:
+    def measure(model: str, n_parallel: int) -> dict:
         r = LlamaCppResponder(model=model, n_parallel=n_parallel, use_cache=False)
         r.answer(batch[:1], decoding)  # load and warm up
         r.last_timings.clear()
@@ -89,12 +88,14 @@ def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96, default_sl
         t = r.last_timings
         tokens = sum(x["predicted_n"] for x in t)
         own = sum((x["prompt_ms"] + x["predicted_ms"]) / 1000 for x in t)
-        rows.append({"model": r.model_path.name, "n_parallel": n_parallel, "threads": r.threads, "answers": n, "wall_seconds": round(wall, 2),
-                     "answers_per_second": round(n / wall, 3), "tokens_per_second": round(tokens / wall, 1),
-                     "llamacpp_own_tokens_per_second": round(tokens / own, 1),
-                     "llamacpp_decode_only_tokens_per_second": round(float(np.mean([x["predicted_per_second"] for x in t])), 1)})
         r.close()
-    shipped = rows.pop()
+        return {"model": r.model_path.name, "n_parallel": n_parallel, "threads": r.threads, "answers": n, "wall_seconds": round(wall, 2),
+                "answers_per_second": round(n / wall, 3), "tokens_per_second": round(tokens / wall, 1),
+                "llamacpp_own_tokens_per_second": round(tokens / own, 1),
+                "llamacpp_decode_only_tokens_per_second": round(float(np.mean([x["predicted_per_second"] for x in t])), 1)}
+
+    rows = [measure("bundled", k) for k in slots]
+    shipped = measure("bundled-q4_1", default_slots)
     by = {row["n_parallel"]: row for row in rows}
     sequential = by[slots[0]]
     return {"runs": rows + [shipped],

