@@ -35,6 +35,11 @@ class PatientEncoder(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out))
 
+    @property
+    def out_dim(self) -> int:
+        """The size of x̂ (the policy's patient input)."""
+        return self.net[-1].out_features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -62,7 +67,7 @@ def train_encoder(encoder: PatientEncoder, x: np.ndarray, labels: np.ndarray, mo
     classes = {c: i for i, c in enumerate(sorted(set(labels)))}
     y = torch.tensor([classes[c] for c in labels])
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    head = nn.Linear(encoder.net[-1].out_features, len(classes)) if mode == "supervised" else None
+    head = nn.Linear(encoder.out_dim, len(classes)) if mode == "supervised" else None
     params = list(encoder.parameters()) + (list(head.parameters()) if head is not None else [])
     opt = torch.optim.Adam(params, lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)

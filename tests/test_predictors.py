@@ -5,7 +5,8 @@ import pytest
 
 from pmlm_lib import filtering, synthetic
 from pmlm_lib.predictors import load_predictor, make_predictor
-from pmlm_lib.predictors.base import labels_of, padded_tensor
+from pmlm_lib.representation import padded_tensor
+from pmlm_lib.sampling import labels_of
 from pmlm_lib.predictors.study import fit_cached, run_study
 from pmlm_lib.predictors.summary import summary_features
 

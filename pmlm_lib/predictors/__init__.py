@@ -1,4 +1,4 @@
-"""Step 2, self-informed personalization: predictors of a patient's label from her history.
+"""Step 2, self-informed personalization: predictors of a patient's label from the patient's history.
 
 Every predictor has one interface (`base.Predictor`): fit, predict, predict_proba, save, load.
 Families: sequence models on zero-padded tables (`sequence`: LSTM, CNN, Transformer), ROCKET

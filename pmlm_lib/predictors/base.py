@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from ..cohort import Cohort
-from ..representation import Standardizer, padded_tensor  # noqa: F401  (re-exported for the families)
 
 
 class Predictor(ABC):
@@ -94,21 +93,3 @@ def encode_labels(labels: pd.Series, classes: list[str]) -> np.ndarray:
     return labels.map(lookup).to_numpy(dtype=np.int64)
 
 
-def labels_of(cohort: Cohort, patient_ids: list[str]) -> pd.Series:
-    return cohort.patients.set_index("patient_id").loc[list(patient_ids), "label"]
-
-
-def stratified_sample(cohort: Cohort, patient_ids: list[str], n: int | None, seed: int) -> list[str]:
-    """n of the patients, stratified by label (labels with one patient pooled); all when n is None or larger."""
-    ids = list(patient_ids)
-    if n is None or n >= len(ids):
-        return ids
-    from sklearn.model_selection import train_test_split
-
-    labels = labels_of(cohort, ids)
-    strat = labels.where(labels.map(labels.value_counts()) >= 2, "rare")
-    if strat.value_counts().min() < 2 or n < strat.nunique():
-        strat = None
-    sample, _ = train_test_split(ids, train_size=n, random_state=seed, stratify=None if strat is None else strat.to_numpy())
-    keep = set(sample)
-    return [p for p in ids if p in keep]

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..cohort import Cohort
-from .base import Predictor, Standardizer, align_proba, labels_of, padded_tensor, pickle_state, unpickle_state
+from ..representation import Standardizer, padded_tensor
+from ..sampling import labels_of
+from .base import Predictor, align_proba, pickle_state, unpickle_state
 
 
 class RocketPredictor(Predictor):

@@ -10,7 +10,9 @@ from torch import nn
 
 from ..cohort import Cohort
 from ..models import device as pick_device
-from .base import Predictor, Standardizer, encode_labels, labels_of, padded_tensor
+from ..representation import Standardizer, padded_tensor
+from ..sampling import labels_of
+from .base import Predictor, encode_labels
 
 
 class _LSTM(nn.Module):

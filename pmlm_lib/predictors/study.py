@@ -20,7 +20,8 @@ from sklearn.model_selection import StratifiedKFold
 from .. import cache, lora
 from ..cohort import Cohort
 from . import base, lm, rocket, sequence, summary
-from .base import labels_of, load_predictor, stratified_sample
+from ..sampling import labels_of, stratified_sample
+from .base import load_predictor
 from . import make_predictor
 
 CODE = cache.code_fingerprint(base, lm, lora, rocket, sequence, summary)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..cohort import Cohort
-from .base import Predictor, align_proba, labels_of, pickle_state, unpickle_state
+from ..sampling import labels_of
+from .base import Predictor, align_proba, pickle_state, unpickle_state
 
 STATISTICS = ("last", "min", "max", "mean", "slope", "missing")
 
