@@ -158,14 +158,20 @@ def similarity_distribution(peers: pd.DataFrame, labels: pd.Series, k: int):
 
 
 def refinement_curves(history: pd.DataFrame):
-    """Mean reward and loss per epoch of the REINFORCE training."""
+    """Per epoch of REINFORCE: the policy's mean gain over s_0 and over random deletion of the same
+    patients (bands: one standard error over the epoch's episodes), and the loss."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    axes[0].plot(history["epoch"], history["mean_reward"], marker="o")
-    if "reward_sd" in history:  # mean ± one standard error over the epoch's episodes
-        se = history["reward_sd"] / np.sqrt(history["patients"])
-        axes[0].fill_between(history["epoch"], history["mean_reward"] - se, history["mean_reward"] + se, alpha=0.25)
+    curves = [("mean_reward", "reward_se", "policy − s_0 (the reward)", "#4C72B0")]
+    if "minus_random" in history:
+        curves.append(("minus_random", "minus_random_se", "policy − random deletion", "#55A868"))
+    for column, se_column, label, colour in curves:
+        axes[0].plot(history["epoch"], history[column], marker="o", color=colour, label=label)
+        if se_column in history:
+            se = history[se_column]
+            axes[0].fill_between(history["epoch"], history[column] - se, history[column] + se, alpha=0.2, color=colour)
     axes[0].axhline(0, color="grey", lw=1, ls="--")
-    axes[0].set_title("Mean reward per epoch (BERTScore after - before)")
+    axes[0].legend(loc="best", fontsize=9)
+    axes[0].set_title("BERTScore-F1 gain of the sampled episodes per epoch")
     axes[1].plot(history["epoch"], history["loss"], marker="o", color="#DD8452")
     axes[1].set_title("REINFORCE loss per epoch")
     for ax in axes:
@@ -207,12 +213,13 @@ def edit_heatmap(positions: pd.Series, n_steps: int, n_indices: int = 100):
 
 
 def sweep_curves(summary: pd.DataFrame, parameter: str, metrics=("BERTScore-P", "BERTScore-R", "BERTScore-F1")):
-    """The paper's Figure 7: each metric as a parameter varies, mean ± sd over seeds."""
+    """The paper's Figure 7: each metric as a parameter varies, mean ± half-width of its 95% CI over
+    patients (an `evaluation.summary` table indexed by the parameter's value)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), sharex=True)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         x = summary.index.to_numpy()
-        mean, sd = summary[("mean", metric)].to_numpy(), summary[("sd", metric)].to_numpy()
-        ax.errorbar(x, mean, yerr=sd, marker="o", capsize=3)
+        mean, half = summary[("mean", metric)].to_numpy(), summary[("ci95", metric)].to_numpy()
+        ax.errorbar(x, mean, yerr=half, marker="o", capsize=3)
         ax.set_title(metric)
         ax.set_xlabel(parameter)
         ax.set_xticks(x)

@@ -1,4 +1,5 @@
-"""The reward of Eq. 9: BERTScore of an answer against the doctor's reply, with one reused scorer.
+"""The reward of Eq. 9: BERTScore of an answer against the doctor's reply, with one reused scorer
+(`BERTScoreReward`), and the reward object of the refinement (`AnswerReward`).
 
 bert-score's pitfalls handled here: the scorer is built once (loading is slow); idf is off for
 per-sample rewards; an empty answer scores 0 (bert-score would warn and return 0 anyway); inputs
@@ -14,12 +15,14 @@ the figures are bert-score's (a test checks them against `bert_score.score`).
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .models import device as pick_device
 from .models import minilm_path
+from .timing import Timer
 
 METRICS = {"precision": 0, "recall": 1, "f1": 2}
 
@@ -99,3 +102,59 @@ class BERTScoreReward:
         if np.isnan(scores).any():
             raise FloatingPointError("BERTScore returned NaN; check the answers and references for unusual text")
         return scores
+
+
+@dataclass
+class RewardResult:
+    """Eq. 9 for a batch of episodes: reward = after − before."""
+
+    reward: np.ndarray
+    after: np.ndarray  # BS(LLM_r(P), r)
+    before: np.ndarray  # BS(LLM_r(s_0), r)
+
+
+class AnswerReward:
+    """The reward of Eq. 9 as one object: Reward = BS(LLM_r(P), r) − BS(LLM_r(s_0), r).
+
+    It answers the final prompt P and the coarse prompt s_0 with the responder (decoding fixed for
+    the run) and scores both against the doctor's reply r with `scorer` (BERTScoreReward, or any
+    callable(candidates, references) -> scores). The score of each s_0 answer is computed once and
+    kept, exactly as computed, so that a resumed run scores as an uninterrupted one.
+    """
+
+    def __init__(self, responder, scorer, decoding, timer: Timer | None = None):
+        self.responder, self.scorer, self.decoding = responder, scorer, decoding
+        self.timer = timer or Timer(("answers", "reward"))
+        self.scored_before: dict[tuple[str, str], float] = {}
+
+    def answer(self, prompts: list[str]) -> list[str]:
+        with self.timer("answers"):
+            return self.responder.answer(prompts, self.decoding)
+
+    def prepare(self, prompts: list[str]) -> None:
+        """Answer many prompts up front in one batch (every s_0 of the pool): the responder's slots
+        stay busy, and later calls find the answers in the cache."""
+        self.answer(prompts)
+
+    def scores(self, prompts: list[str], references: list[str]) -> np.ndarray:
+        """BS(LLM_r(prompt), r) for each prompt (a control's prompts, for instance)."""
+        answers = self.answer(prompts)
+        with self.timer("reward"):
+            return np.asarray(self.scorer(answers, references), dtype=float)
+
+    def __call__(self, finals: list[str], initials: list[str], references: list[str]) -> RewardResult:
+        answers = self.answer(finals + initials)  # s_0 answers come from the cache after the first time
+        with self.timer("reward"):
+            # BS(LLM_r(s_0), r) is the same every epoch: scored once per (answer, reply)
+            unscored = sorted({(a, r) for a, r in zip(answers[len(finals):], references)} - self.scored_before.keys())
+            scores = self.scorer(answers[: len(finals)] + [a for a, _ in unscored], references + [r for _, r in unscored])
+            self.scored_before.update(zip(unscored, (float(s) for s in scores[len(finals):])))
+        after = np.asarray(scores[: len(finals)], dtype=float)
+        before = np.array([self.scored_before[(a, r)] for a, r in zip(answers[len(finals):], references)])
+        return RewardResult(after - before, after, before)
+
+    def state_dict(self) -> dict:
+        return {"scored_before": [[a, r, v] for (a, r), v in self.scored_before.items()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scored_before = {(a, r): v for a, r, v in state.get("scored_before", [])}

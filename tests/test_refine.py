@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from pmlm_lib.controls import greedy_deletion, random_deletion
+from pmlm_lib.editor import PromptEditor
+from pmlm_lib.edits import apply_edit, edited_words_by_epoch, mark_edits
 from pmlm_lib.prompts import coarse_prompt, join, segment
-from pmlm_lib.refine import Episode, RefineConfig, Refiner, apply_edit, greedy_deletion, mark_edits, random_deletion
+from pmlm_lib.refine import Episode, RefineConfig, Refiner
 from pmlm_lib.responders import AnswerCache, Decoding
 from pmlm_lib.retrieval import PatientEncoder
+from pmlm_lib.reward import AnswerReward, RewardResult
 
 PROMPTS = [coarse_prompt(label, [(label, 0.9), ("normal", 0.8)]) for label in ("gestational diabetes", "thalassemia", "normal")]
 REPLIES = ["Follow a low-sugar diet and monitor your blood glucose.", "Take folic acid; iron only if ferritin is low.",
@@ -101,41 +105,59 @@ def test_policy_with_edit_operations_normalizes_each_choice():
         WordPolicy(operations=("swap",))
 
 
-def _refiner(embedder, responder, reward, epochs, seed=0, operations=("delete",), batch_size=None, baseline="mean"):
+def _refiner(embedder, responder, scorer, epochs, seed=0, operations=("delete",), batch_size=None, baseline="mean",
+             embed="every_step", random_control=True):
     torch.manual_seed(seed)
     from pmlm_lib.policy import WordPolicy
 
     policy, encoder = WordPolicy(operations=operations), PatientEncoder(30)
-    config = RefineConfig(n_steps=2, epochs=epochs, operations=operations, batch_size=batch_size, baseline=baseline,
-                          decoding={"max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": 0})
     vocabulary = ["diet", "glucose", "rest"] if operations != ("delete",) else None
-    return Refiner(embedder, policy, encoder, responder, reward, config, vocabulary=vocabulary)
+    editor = PromptEditor(embedder, policy, encoder, n_steps=2, embed=embed, vocabulary=vocabulary)
+    reward = AnswerReward(responder, scorer, Decoding(max_tokens=8, temperature=0.0, top_p=1.0, seed=0))
+    config = RefineConfig(epochs=epochs, batch_size=batch_size, baseline=baseline, random_control=random_control)
+    return Refiner(editor, reward, config)
 
 
-def test_s0_score_baseline_predicts_each_patients_reward_from_its_s0_score(embedder):
-    """Patients whose s_0 answer scored low gain more from any edit: the baseline follows the line
-    fitted on earlier episodes; "mean" is the running mean; "none" is zero (the paper)."""
+def _episodes(seed, prompts=PROMPTS):
+    rng = np.random.default_rng(seed)
+    return [Episode(patient_id=f"P{i}", prompt=p, x_prime=rng.normal(size=30).astype(np.float32), reference=r)
+            for i, (p, r) in enumerate(zip(prompts, REPLIES))]
+
+
+def test_baselines_compare_each_reward_with_the_right_expectation(embedder):
+    """s0_score: patients whose s_0 answer scored low gain more from any edit, so the baseline follows
+    the line fitted on earlier episodes; "mean" is the running mean; "random" is the patient's own
+    random-deletion reward; "none" is zero (the paper)."""
+    episodes = _episodes(0)[:2]
+    result = RewardResult(reward=np.array([0.1, 0.0]), after=np.array([0.3, 0.6]), before=np.array([0.2, 0.6]))
     refiner = _refiner(embedder, None, None, epochs=1, baseline="s0_score")
-    assert refiner.reward_baseline(np.array([0.5])) == 0.0  # no earlier episodes yet
-    refiner.log = [{"score_before": x, "reward": 0.3 - 0.5 * x} for x in (0.1, 0.3, 0.5, 0.7)]
-    assert np.allclose(refiner.reward_baseline(np.array([0.2, 0.6])), [0.2, 0.0])
-    assert _refiner(embedder, None, None, epochs=1, baseline="none").reward_baseline(np.array([0.2])) == 0.0
+    assert list(refiner.baseline(result, episodes, [], {})) == [0.0, 0.0]  # no earlier episodes yet
+    log = [{"score_before": x, "reward": 0.3 - 0.5 * x} for x in (0.1, 0.3, 0.5, 0.7)]
+    assert np.allclose(refiner.baseline(result, episodes, log, {}), [0.2, 0.0])
+    assert list(_refiner(embedder, None, None, epochs=1, baseline="none").baseline(result, episodes, log, {})) == [0.0, 0.0]
     mean = _refiner(embedder, None, None, epochs=1, baseline="mean")
-    mean.baseline_value = 0.04
-    assert mean.reward_baseline(np.array([0.2])) == 0.04
+    mean.baseline.update(result)
+    assert np.allclose(mean.baseline(result, episodes, log, {}), [0.05, 0.05])
+    randoms = _refiner(embedder, None, None, epochs=1, baseline="random")
+    assert list(randoms.baseline(result, episodes, log, {"P0": 0.02, "P1": -0.01})) == [0.02, -0.01]
     with pytest.raises(ValueError, match="s0_score"):
         RefineConfig(baseline="median")
+    with pytest.raises(ValueError, match="random_control"):
+        RefineConfig(baseline="random", random_control=False)
 
 
 @pytest.mark.slow
 def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedder, responder, reward):
-    rng = np.random.default_rng(1)
-    episodes = [Episode(f"P{i}", p, r, rng.normal(size=30).astype(np.float32)) for i, (p, r) in enumerate(zip(PROMPTS, REPLIES))]
+    episodes = _episodes(1)
     whole = _refiner(embedder, responder, reward, epochs=2, batch_size=2, baseline="s0_score")
     history = whole.train(episodes, checkpoint=tmp_path / "a.pt", progress=lambda *_: None)
     assert [h["epoch"] for h in history] == [0, 1] and all(np.isfinite(h["mean_reward"]) for h in history)
     assert [h["updates"] for h in history] == [2, 2]  # batches of 2 over 3 episodes
     assert len(whole.log) == 6 and all(len(row["positions"]) == 2 for row in whole.log)
+    # the random control: one draw per patient, scored once; each epoch reports the policy's gain over it
+    assert set(whole.random_reward) == {"P0", "P1", "P2"}
+    assert all(np.isclose(h["minus_random"], h["mean_reward"] - np.mean([r["random_reward"] for r in whole.log if r["epoch"] == h["epoch"]]))
+               for h in history)
     split = whole.time_split()
     assert split["answers"] > 0 and 0 < split["share_outside_answers"] < 1
 
@@ -145,7 +167,8 @@ def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedde
     resumed.train(episodes, checkpoint=tmp_path / "b.pt", progress=lambda *_: None)
     for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values()):
         assert torch.allclose(a, b)
-    (rollout,) = resumed.refine(episodes[:1])
+    assert resumed.random_reward == whole.random_reward and resumed.log == whole.log
+    (rollout,) = resumed.editor.edit(episodes[:1])
     assert len(rollout.positions) == 2 and len(segment(rollout.final)) == len(segment(PROMPTS[0])) - 2
 
     other = _refiner(embedder, responder, reward, epochs=1, batch_size=3)  # another configuration: not resumed
@@ -156,8 +179,7 @@ def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedde
 
 @pytest.mark.slow
 def test_replace_and_insert_train_through_the_same_loop(embedder, responder, reward):
-    rng = np.random.default_rng(2)
-    episodes = [Episode(f"P{i}", p, r, rng.normal(size=30).astype(np.float32)) for i, (p, r) in enumerate(zip(PROMPTS, REPLIES))]
+    episodes = _episodes(2)
     refiner = _refiner(embedder, responder, reward, epochs=1, operations=("delete", "replace", "insert"))
     refiner.train(episodes, progress=lambda *_: None)
     ops = [op for row in refiner.log for op in row["operations"]]
@@ -165,7 +187,7 @@ def test_replace_and_insert_train_through_the_same_loop(embedder, responder, rew
     for row, e in zip(refiner.log, episodes):
         n_words = len(segment(e.prompt)) - row["operations"].count("delete") + row["operations"].count("insert")
         new = [w for w in row["words"] if w is not None]
-        assert all(w in refiner.vocabulary for w in new) and n_words > 0
+        assert all(w in refiner.editor.vocabulary for w in new) and n_words > 0
 
 
 @pytest.mark.slow
@@ -185,25 +207,83 @@ def test_greedy_control_spends_its_budget(embedder, responder, reward):
     assert scores[j] == scores.max() and text == options[j]
 
 
-def test_embedding_once_follows_the_edits_without_encoding_again(embedder, responder, reward):
-    rng = np.random.default_rng(3)
-    episodes = [Episode(f"P{i}", p + " Thank you.", r, rng.normal(size=30).astype(np.float32))
-                for i, (p, r) in enumerate(zip(PROMPTS, REPLIES))]
-    refiner = _refiner(embedder, responder, reward, epochs=1)
-    refiner.config.embed = "once"
+def test_embedding_once_follows_the_edits_without_encoding_again(embedder):
+    episodes = _episodes(3, [p + " Thank you." for p in PROMPTS])
+    once = _refiner(embedder, None, None, epochs=1, embed="once").editor
     before = embedder.encoded
-    rollouts = refiner.refine(episodes)
+    rollouts = once.edit(episodes)
     assert embedder.encoded - before == len(episodes)  # s_0 only, in one batch
-    every = _refiner(embedder, responder, reward, epochs=1)
-    every.policy.load_state_dict(refiner.policy.state_dict())
-    every.encoder.load_state_dict(refiner.encoder.state_dict())
+    every = _refiner(embedder, None, None, epochs=1).editor
+    every.policy.load_state_dict(once.policy.state_dict())
+    every.encoder.load_state_dict(once.encoder.state_dict())
     # the first edit is chosen from BERT(s_0) in both modes
-    assert [r.positions[0] for r in every.refine(episodes)] == [r.positions[0] for r in rollouts]
+    assert [r.positions[0] for r in every.edit(episodes)] == [r.positions[0] for r in rollouts]
+
+
+def test_inference_modes_need_no_responder_and_differ_as_documented(embedder):
+    """greedy repeats the favourite word type; greedy_distinct never deletes a type twice; best_of keeps
+    the most likely of its samples; all edit n words of prompts without replies."""
+    from pmlm_lib.editor import EditTask
+
+    editor = _refiner(embedder, None, None, epochs=1, embed="once").editor
+    editor.n_steps = 4
+    prompt = "Note the similarity: similarity, similarity, similarity and more similarity in this long prompt here."
+    tasks = [EditTask(patient_id="A", prompt=prompt, x_prime=np.zeros(30, dtype=np.float32))]
+    with torch.no_grad():  # make "similarity" the policy's favourite word, whatever the state
+        editor.policy.net[0].weight.zero_()
+        editor.policy.net[0].bias.zero_()
+    favourite = embedder.embed([["similarity"]])[0][0]
+    editor.policy.position_and_hidden = lambda E, x: (torch.log_softmax(10 * torch.nn.functional.cosine_similarity(E, favourite[None]), 0),
+                                                       torch.zeros(len(E), 256))
+    from pmlm_lib.edits import edited_types
+
+    greedy, distinct = editor.edit(tasks, "greedy")[0], editor.edit(tasks, "greedy_distinct")[0]
+    assert edited_types(prompt, greedy.positions) <= {"similarity"} and len(greedy.positions) == 4
+    assert len(edited_types(prompt, distinct.positions)) == 4
+    samples = [editor.edit(tasks, "sampled", seed=s)[0] for s in range(6)]
+    best = editor.edit(tasks, "best_of", seed=0, samples=6)[0]
+    assert float(best.logp) >= max(float(r.logp) for r in samples[:1])
+    with pytest.raises(ValueError, match="inference mode"):
+        editor.edit(tasks, "beam")
+
+
+class EchoResponder:
+    """A toy LLM_r that answers with its prompt (no model), for testing that Algorithm 1 learns."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def answer(self, prompts, decoding=None, progress=False):
+        self.calls += len(prompts)
+        return list(prompts)
+
+
+def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
+    """A reward that pays 1 for an answer without the marker word "zebra": within a few epochs the share
+    of episodes deleting it rises far above the random rate (one word among ~25, two edits per prompt)."""
+    from pmlm_lib.editor import EditTask  # noqa: F401  (episodes are edit tasks with a reply)
+    from pmlm_lib.edits import edited_types
+    from pmlm_lib.policy import WordPolicy
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    topics = ["diet", "sleep", "iron", "walking", "glucose", "blood pressure", "fetal movements", "folic acid"]
+    episodes = [Episode(patient_id=f"P{i}", prompt=f"Please advise me about {topics[i % 8]} and zebra in my pregnancy, "
+                        f"since my tests from week {20 + i} showed values that my doctor wants me to watch closely.",
+                        x_prime=rng.normal(size=30).astype(np.float32), reference="") for i in range(16)]
+    scorer = lambda answers, references: np.array([0.0 if "zebra" in a else 1.0 for a in answers])  # noqa: E731
+    editor = PromptEditor(embedder, WordPolicy(), PatientEncoder(30), n_steps=2, embed="once")
+    refiner = Refiner(editor, AnswerReward(EchoResponder(), scorer, Decoding()),
+                      RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False))
+    refiner.train(episodes, progress=lambda *_: None)
+    share = {e: np.mean(["zebra" in edited_types(next(x.prompt for x in episodes if x.patient_id == row["patient_id"]), row["positions"])
+                         for row in refiner.log if row["epoch"] == e]) for e in range(8)}
+    words = len(segment(episodes[0].prompt))
+    assert share[0] < 0.3 and 2 / words < 0.1  # about the random rate at the start
+    assert np.mean([share[6], share[7]]) > 0.7, share
 
 
 def test_edited_words_by_epoch_counts_each_episodes_edits_once():
-    from pmlm_lib.refine import edited_words_by_epoch
-
     prompts = {"A": "Your deep learning model says: rest, rest.", "B": "The deep model predicts normal."}
     log = [{"epoch": 0, "patient_id": "A", "positions": [1, 4]},  # "deep", then "rest," (index 4 after the deletion)
            {"epoch": 0, "patient_id": "B", "positions": [2]},  # "model"
