@@ -34,16 +34,44 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def check_library() -> None:
+    """Stop when the kernel imported pmlm_lib from another checkout than the one running the report
+    (two clones sharing one environment): the results would come from the other clone's code."""
+    expected = os.environ.get("PMLM_REPO_ROOT")
+    here = Path(__file__).resolve().parents[1]
+    if expected and Path(expected).resolve() != here:
+        raise RuntimeError(f"this notebook imported pmlm_lib from {here}, but the report runs the checkout {expected}. "
+                           f"Run `make setup` in {expected} (each clone has its own .venv), or run the report from {here}.")
+
+
 class RunFolder:
-    """The run folder seen from one notebook (step)."""
+    """The run folder seen from one notebook (step). Opened by hand in JupyterLab, a notebook works in
+    reports/latest, the newest complete run, and replaces its own outputs there."""
 
     def __init__(self, run_dir: str | Path, step: str):
-        self.root = Path(run_dir).resolve()
+        check_library()
+        given = Path(run_dir)
+        self.root = given.resolve()
         self.step = step
+        if not self.root.exists() and given.name == "latest":
+            raise FileNotFoundError(f"{given} does not exist: no report has been run here yet. Run `make report` (or "
+                                    "`make report PROFILE=smoke`, a few minutes) first, or set run_dir to a run folder "
+                                    "under reports/.")
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.root / "artifacts" / f"{step}.json"
         self.entries: list[dict] = []
+        self.found: list[dict] = []
         self._save_manifest()
+        print(self.describe())
+
+    def describe(self) -> str:
+        """Which run this notebook reads and writes (its first output)."""
+        record = self.root / "run.json"
+        if not record.exists():
+            return f"Run folder {self.root} (a new run)"
+        info = json.loads(record.read_text(encoding="utf-8"))
+        return (f"Run folder {self.root}: run {info.get('run')}, profile {info.get('profile')}, data {info.get('data')}, "
+                f"{info.get('status')} (started {info.get('started')}); this notebook ({self.step}) writes its outputs there")
 
     def path(self, *parts: str) -> Path:
         """A path inside the run folder (its parent folder is created)."""
@@ -63,7 +91,7 @@ class RunFolder:
         return p
 
     def _save_manifest(self) -> None:
-        write_json(self.manifest_path, {"step": self.step, "artifacts": self.entries})
+        write_json(self.manifest_path, {"step": self.step, "artifacts": self.entries, "findings": self.found})
 
     def _add(self, entry: dict) -> None:
         self.entries = [e for e in self.entries if e["name"] != entry["name"]] + [entry]
@@ -96,6 +124,12 @@ class RunFolder:
         self._add({"kind": "text", "name": name, "caption": caption, "files": [f"texts/{name}.txt"]})
         return body
 
+    def findings(self, heading: str, sentences: list[str]) -> list[str]:
+        """What the run found, in sentences generated from its numbers: the report page opens with them."""
+        self.found = [f for f in self.found if f["heading"] != heading] + [{"heading": heading, "sentences": list(sentences)}]
+        self._save_manifest()
+        return sentences
+
     def record(self, name: str, obj) -> None:
         """Save numbers that later notebooks, the report or tests read (JSON)."""
         write_json(self.path("results", f"{name}.json"), obj)
@@ -110,3 +144,11 @@ def read_manifest(run_dir: str | Path, step: str) -> list[dict]:
     if not path.exists():
         return []
     return json.loads(path.read_text(encoding="utf-8"))["artifacts"]
+
+
+def read_findings(run_dir: str | Path, step: str) -> list[dict]:
+    """The findings a notebook saved: [{"heading": ..., "sentences": [...]}, ...]."""
+    path = Path(run_dir) / "artifacts" / f"{step}.json"
+    if not path.exists():
+        return []
+    return json.loads(path.read_text(encoding="utf-8")).get("findings", [])

@@ -1,6 +1,6 @@
 """The patient explorer (notebook 07): everything the workbench knows about one patient, in one view.
 
-Her indicators over time against the reference ranges, the predictor's probabilities, her peers with
+The patient's indicators over time against the reference ranges, the predictor's probabilities, the peers with
 their diagnoses and similarities, the coarse prompt and the refined prompt with the edits marked, and
 each responder's answers before and after beside the doctor's reply, with each answer's scores. In
 JupyterLab a dropdown picks the patient (ipywidgets); under papermill the same view is rendered
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import plots, refine
+from . import edits, plots
 from .metrics import COLUMNS
 
 TRAJECTORY_INDICATORS = ["hemoglobin", "platelet_count", "wbc", "neutrophil_ratio", "mcv", "alt", "total_bile_acid", "albumin"]
@@ -33,17 +33,13 @@ class CaseData:
 
     @classmethod
     def load(cls, run) -> "CaseData":
-        from .sources import filtered_cohort
+        from .inputs import RunInputs
 
-        cohort, split = filtered_cohort(run)
+        inputs = RunInputs.load(run)
         scored_path = run.root / "answers_scored.parquet"
-        return cls(cohort=cohort, split=split,
-                   predictions=pd.read_csv(run.require("predictions.csv", made_by="02_predictor_study"), index_col="patient_id"),
-                   peers=pd.read_parquet(run.require("peers.parquet", made_by="03_peer_retrieval")),
-                   coarse=pd.read_parquet(run.require("coarse_prompts.parquet", made_by="03_peer_retrieval"))["prompt"],
-                   refined=pd.read_parquet(run.require("refined_prompts.parquet", made_by="04_rl_refinement")),
-                   scored=pd.read_parquet(scored_path) if scored_path.exists() else None,
-                   k=run.read_record("peer_retrieval", made_by="03_peer_retrieval")["k"])
+        return cls(cohort=inputs.cohort, split=inputs.split, predictions=inputs.predictions, peers=inputs.peers,
+                   coarse=inputs.coarse, refined=inputs.refined, k=inputs.k,
+                   scored=pd.read_parquet(scored_path) if scored_path.exists() else None)
 
     @property
     def labels(self) -> pd.Series:
@@ -90,7 +86,7 @@ class CaseData:
         row = self.refined.loc[pid]
         ops = list(row["operations"]) if "operations" in row else None
         words = list(row["words"]) if "words" in row else None
-        return refine.mark_edits(row["coarse_prompt"], list(row["positions"]), ops, words)
+        return edits.mark_edits(row["coarse_prompt"], list(row["positions"]), ops, words)
 
     def answers(self, pid: str, seed: int | None = None) -> pd.DataFrame:
         """Each responder's answer per system for this patient (the first seed), with its scores."""
@@ -149,7 +145,7 @@ def save(run, data: CaseData, pid: str, name: str) -> None:
                f"Case {pid}: indicators over time; green band: third-trimester reference range, red: outside it.")
     display(run.table(data.probabilities(pid), f"{name}_prediction", f"Case {pid}: the predictor's top probabilities "
                       f"(doctor's diagnosis: {data.labels[pid]})."))
-    display(run.table(data.peer_table(pid), f"{name}_peers", f"Case {pid}: her top-{data.k} peers with their diagnoses."))
+    display(run.table(data.peer_table(pid), f"{name}_peers", f"Case {pid}: the top-{data.k} peers with their diagnoses."))
     print(run.text(f"{name}_prompt", f"Case {pid}: the coarse prompt with the policy's edits ([-deleted-] / {{+inserted+}}, step number).",
                    data.marked_prompt(pid)))
     answers = data.answers(pid)

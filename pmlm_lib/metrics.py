@@ -91,18 +91,36 @@ class Metrics:
         bleu = sacrebleu.BLEU(tokenize=tokenize)
         return bleu.corpus_score(answers, [references]).score, str(bleu.get_signature())
 
+    def bleu_signature(self, references: list[str] | None = None) -> str:
+        """sacrebleu's signature of the corpus BLEU figures (tokenizer, smoothing, version) for these
+        references' language. sacrebleu signs only after it has seen the number of references, so a
+        one-word corpus is scored first."""
+        return self.corpus_bleu(["-"], ["-"] if references is None else references[:1])[1]
+
     def describe(self) -> dict:
         """What produced the figures, for the run record."""
-        return {"bleu": {"corpus": self.corpus_bleu(["-"], ["-"])[1],  # sacrebleu signs only after scoring
+        return {"bleu": {"corpus": self.bleu_signature(),
                          "sentence": "mean of sacrebleu.sentence_bleu (exp smoothing)"},
                 "rouge": "rouge-score rouge1/rouge2/rougeL F-measure, no stemming; CJK characters as tokens for Chinese",
                 "bertscore": self.bertscore.hash}
 
 
+def min_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.80) -> float:
+    """The smallest true mean difference a paired t-test on n patients detects with the given power
+    (two-sided alpha), for differences with standard deviation sd: (t_{1-α/2} + t_{power}) · sd / √n,
+    with n − 1 degrees of freedom."""
+    from scipy import stats
+
+    if n < 2 or not np.isfinite(sd):
+        return float("nan")
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / np.sqrt(n))
+
+
 def paired_test(after: np.ndarray, before: np.ndarray) -> dict:
     """Patient-by-patient comparison of two systems on the same patients: mean difference, its 95%
-    confidence interval, the Wilcoxon signed-rank p-value, the paired t-test p-value, and the effect
-    size (Cohen's d_z = mean difference / sd of the differences)."""
+    confidence interval, the Wilcoxon signed-rank p-value, the paired t-test p-value, the effect size
+    (Cohen's d_z = mean difference / sd of the differences), the share of patients improved, and the
+    minimum difference detectable at 80% power (alpha 0.05) given the observed spread."""
     from scipy import stats
 
     diff = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
@@ -115,5 +133,5 @@ def paired_test(after: np.ndarray, before: np.ndarray) -> dict:
     wilcoxon = stats.wilcoxon(nonzero).pvalue if len(nonzero) >= 1 else 1.0
     t = stats.ttest_rel(after, before).pvalue if sd > 0 else (1.0 if diff.mean() == 0 else 0.0)
     return {"n": n, "mean_difference": float(diff.mean()), "ci95_low": float(diff.mean() - half), "ci95_high": float(diff.mean() + half),
-            "wilcoxon_p": float(wilcoxon), "t_test_p": float(t), "cohens_dz": float(diff.mean() / sd) if sd > 0 else float("nan"),
-            "share_improved": float((diff > 0).mean())}
+            "t_test_p": float(t), "wilcoxon_p": float(wilcoxon), "cohens_dz": float(diff.mean() / sd) if sd > 0 else float("nan"),
+            "share_improved": float((diff > 0).mean()), "min_detectable_80": min_detectable_difference(sd, n)}

@@ -12,7 +12,7 @@ import html
 import json
 from pathlib import Path
 
-from .artifacts import atomic_write_text, read_manifest
+from .artifacts import atomic_write_text, read_findings, read_manifest
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -23,6 +23,8 @@ figure{margin:1em 0 2em} figure img{max-width:100%} figcaption,.caption{font-siz
 pre{background:#f7f7f7;padding:.8em;white-space:pre-wrap;font-size:.85em;border-left:3px solid #ccc}
 .meta td{vertical-align:top} .failed{color:#b00;font-weight:bold} .ok{color:#070}
 details{margin:.5em 0} summary{cursor:pointer;font-weight:600}
+.findings{background:#f3f7fb;border:1px solid #c9d6e8;border-left:5px solid #4C72B0;padding:.6em 1.2em;margin:1em 0 1.5em}
+.findings h2{border:none;margin:.3em 0} .findings h3{font-size:1em;margin:.8em 0 .2em} .findings ul{margin:.2em 0}
 """
 
 
@@ -59,6 +61,17 @@ def _notebook_row(nb: dict) -> str:
             f"<td>{peak}</td><td>{link}</td></tr>")
 
 
+def _findings_html(run_dir: Path, record: dict) -> str:
+    """The Findings box: every notebook's findings, in notebook order, before anything else."""
+    groups = [f for nb in record.get("notebooks", []) for f in read_findings(run_dir, nb["notebook"])]
+    if not groups:
+        return ("<div class='findings' id='findings'><h2>Findings</h2><p>No findings yet: the notebooks that compare "
+                "systems (05_evaluation) have not run in this run.</p></div>")
+    body = "".join(f"<h3>{_esc(g['heading'])}</h3><ul>" + "".join(f"<li>{_esc(s)}</li>" for s in g["sentences"]) + "</ul>"
+                   for g in groups)
+    return f"<div class='findings' id='findings'><h2>Findings</h2>{body}</div>"
+
+
 def build_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
@@ -69,6 +82,7 @@ def build_report(run_dir: str | Path) -> Path:
              f"Started {_esc(record.get('started'))}, finished {_esc(record.get('finished', '-'))}, status "
              f"<span class='{'ok' if record.get('status') == 'ok' else 'failed'}'>{_esc(record.get('status'))}</span>.</p>"]
 
+    parts.append(_findings_html(run_dir, record))
     rows = "".join(_notebook_row(nb) for nb in record.get("notebooks", []))
     total = sum(nb["wall_seconds"] for nb in record.get("notebooks", []))
     parts.append("<h2>Notebooks</h2><table class='table'><tr><th>notebook</th><th>status</th><th>wall time (s)</th>"
