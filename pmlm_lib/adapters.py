@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cohort import Cohort, CohortError, TableSource
+from .cohort import Cohort, CohortError, DataOptions, TableSource
+from .dates import DateProblem, parse_times
+from .quality import censored_values
 
 PUBLIC_DATA_ENV = "PMLM_PUBLIC_DATA"
 
@@ -65,7 +67,7 @@ def load_pbcseq(path: str | Path | None = None) -> Cohort:
                              "label": [f"stage {int(stage[i])}" for i in ids]})
     return Cohort.from_tables(
         exams, patients, exams_source=TableSource(str(path), "csv"), indicators=PBC_INDICATORS,
-        name="pbcseq", calendar_dates=False, units=PBC_UNITS, allow_future_dates=True,
+        name="pbcseq", calendar_dates=False, units=PBC_UNITS, options=DataOptions(allow_future_dates=True),
         description=(f"Mayo Clinic PBC sequential visits (R survival::pbcseq); label = histologic stage; "
                      f"{len(unstaged)} patients without a stage left out"),
     )
@@ -83,25 +85,45 @@ def load_meds(
     name: str = "meds",
     units: dict[str, str] | None = None,
     description: str = "",
+    options: DataOptions | None = None,
 ) -> Cohort:
     """A cohort from a MEDS event stream.
 
     code_map: event code -> indicator name (codes not in the map are ignored). Several values of
       one indicator on one day are averaged into that day's examination.
     label_rules: (label, code prefixes) in priority order; a patient takes the first label whose
-      prefixes match one of her codes, else `default_label`.
+      prefixes match one of the patient's codes, else `default_label` (how many is counted in the load log).
     labs_before_diagnosis: keep only examinations up to the day of the first matching diagnosis
       code, so that a predictor sees the history before the diagnosis.
+    options: how text times are read (date_format, dayfirst) and extra plausibility limits.
     """
+    options = options or DataOptions()
     source = str(events) if not isinstance(events, pd.DataFrame) else "MEDS events"
     if not isinstance(events, pd.DataFrame):
         events = pd.read_parquet(_require(Path(events)))
-    for col in ("subject_id", "time", "code", "value"):
+    value_column = "numeric_value" if "numeric_value" in events.columns else "value"  # MEDS names it numeric_value
+    for col in ("subject_id", "time", "code", value_column):
         if col not in events.columns:
-            raise CohortError(f"{source}, column '{col}': required MEDS column is missing. How to fix: "
-                              "a MEDS stream has subject_id, time, code and numeric_value/value")
-    ev = events[["subject_id", "time", "code", "value"]].dropna(subset=["time"])
-    ev = ev.assign(patient_id=ev["subject_id"].astype(str), day=pd.to_datetime(ev["time"]).dt.normalize())
+            raise CohortError(f"{source}, column '{col}': required MEDS column is missing (columns found: "
+                              f"{', '.join(map(str, events.columns[:8]))}). How to fix: a MEDS stream has subject_id, time, "
+                              "code and numeric_value (or value)")
+    log = []
+    ev = events[["subject_id", "time", "code", value_column]].rename(columns={value_column: "value"}).dropna(subset=["time"])
+    try:
+        times = parse_times(ev["time"].reset_index(drop=True), options.date_format, options.dayfirst)
+    except DateProblem as problem:
+        raise CohortError(f"{source}, row {problem.row + 1}, column 'time': {problem.problem}. How to fix: {problem.fix}") from None
+    log += [{"step": "reading the data", "removed": n, "unit": "values", "reason": f"{source}, time: {what}", "detail": detail}
+            for what, n, detail in times.notes]
+    ev = ev.assign(patient_id=ev["subject_id"].astype(str), day=times.values.dt.normalize().to_numpy())
+    if not pd.api.types.is_numeric_dtype(ev["value"]):
+        text = ev["value"].astype("string").str.strip()
+        number = pd.to_numeric(text, errors="coerce")
+        bound, is_bound = censored_values(text.fillna(""))
+        if is_bound.any():
+            log.append({"step": "reading the data", "removed": int(is_bound.sum()), "unit": "values (changed)",
+                        "reason": "censored values such as '<5' taken at their bound", "detail": f"{source}"})
+        ev = ev.assign(value=number.where(~is_bound.to_numpy(), bound.to_numpy()).astype(float))
 
     labels, diagnosis_day = {}, {}
     for pid, codes in ev[["patient_id", "code", "day"]].groupby("patient_id"):
@@ -124,9 +146,15 @@ def load_meds(
     counts = wide.groupby("patient_id").size()
     keep = counts[counts >= min_exams].index
     wide = wide[wide["patient_id"].isin(keep)]
+    defaulted = sum(labels[p] == default_label for p in keep)
+    log.append({"step": "reading the data", "removed": int(defaulted), "unit": "patients",
+                "reason": f"no label rule matched their codes: labelled '{default_label}'",
+                "detail": f"{len(keep)} patients with examinations; rules tried in order: {', '.join(l for l, _ in label_rules)}"})
     patients = pd.DataFrame({"patient_id": list(keep), "label": [labels[p] for p in keep]})
     return Cohort.from_tables(wide, patients, exams_source=TableSource(source, "parquet"), indicators=indicators,
-                              name=name, calendar_dates=False, units=units or {}, allow_future_dates=True,
+                              name=name, calendar_dates=False, units=units or {}, load_log=log,
+                              options=DataOptions(allow_future_dates=True, date_format=options.date_format,
+                                                  dayfirst=options.dayfirst, plausibility=options.plausibility),
                               description=description)
 
 

@@ -57,7 +57,7 @@ def drop_empty_exams(cohort: Cohort, log: FilterLog) -> Cohort:
     left = set(exams["patient_id"])
     gone = cohort.patients[~cohort.patients["patient_id"].isin(left)]
     if len(gone):
-        log.add("patients without examinations", len(gone), "patients", "all their examinations were empty",
+        log.add("patients without examinations", len(gone), "patients", "all of their examinations were empty",
                 ", ".join(gone["patient_id"].head(20)))
     return cohort._replace(exams, cohort.patients[cohort.patients["patient_id"].isin(left)].reset_index(drop=True), cohort.indicators)
 
@@ -127,7 +127,7 @@ def filter_and_split(
     split: "date" (the paper's calendar split), "stratified" (seeded, by label), or "auto" (date
     when the cohort has calendar dates and the date split leaves every part non-empty).
     """
-    log = FilterLog()
+    log = FilterLog(rows=list(cohort.load_log))  # what loading cleaned comes first
     c = select_indicators(cohort, min_coverage, log)
     c = drop_empty_exams(c, log)
     c = select_labels(c, min_patients, log)

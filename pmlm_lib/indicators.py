@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 
 @dataclass(frozen=True)
 class Indicator:
@@ -84,6 +82,23 @@ ABBREVIATIONS = {
 }
 INDICATOR_NAMES = [ind.name for ind in INDICATORS]
 
+# What a measurement can physically be, in the catalogue's units (wide on purpose: a sick patient's
+# value is plausible; a typing error, a unit mix-up or a sentinel such as 99999 is not). Used by the
+# data-quality checks of a cohort whose units are the catalogue's (or not declared); a hospital adds
+# or overrides limits in its cohort.json ("plausibility": {"name": [low, high]}).
+PLAUSIBLE_LIMITS: dict[str, tuple[float, float]] = {
+    "ph": (4.0, 9.5), "albumin": (5.0, 70.0), "total_protein": (20.0, 130.0), "indirect_bilirubin": (0.0, 800.0),
+    "direct_bilirubin": (0.0, 600.0), "total_bilirubin": (0.0, 1000.0), "alp": (1.0, 5000.0), "alt": (0.0, 10000.0),
+    "prealbumin": (10.0, 800.0), "total_bile_acid": (0.0, 500.0), "large_platelet_count": (0.0, 1000.0),
+    "plateletcrit": (0.0, 2.0), "large_platelet_ratio": (0.0, 100.0), "mpv": (4.0, 20.0), "pdw": (3.0, 40.0),
+    "rdw_cv": (8.0, 40.0), "rdw_sd": (20.0, 150.0), "basophil_count": (0.0, 5.0), "eosinophil_count": (0.0, 30.0),
+    "monocyte_count": (0.0, 30.0), "lymphocyte_count": (0.0, 300.0), "neutrophil_count": (0.0, 200.0),
+    "basophil_ratio": (0.0, 100.0), "eosinophil_ratio": (0.0, 100.0), "monocyte_ratio": (0.0, 100.0),
+    "lymphocyte_ratio": (0.0, 100.0), "neutrophil_ratio": (0.0, 100.0), "mchc": (200.0, 450.0), "mch": (10.0, 50.0),
+    "hematocrit": (5.0, 75.0), "wbc": (0.1, 500.0), "platelet_count": (1.0, 2500.0), "hemoglobin": (20.0, 250.0),
+    "mcv": (40.0, 150.0), "rbc": (0.5, 10.0),
+}
+
 
 def trimester_of_week(gestational_week: float) -> int:
     """Trimester (1, 2 or 3) of a gestational week: 1-13, 14-27, 28 and later."""
@@ -92,14 +107,3 @@ def trimester_of_week(gestational_week: float) -> int:
     if gestational_week < 28:
         return 2
     return 3
-
-
-def reference_table() -> pd.DataFrame:
-    """The catalogue as a table: one row per indicator, low/high per trimester."""
-    rows = []
-    for ind in INDICATORS:
-        row = {"indicator": ind.name, "label": ind.label, "unit": ind.unit, "panel": ind.panel}
-        for t, (lo, hi) in enumerate(ind.ranges, start=1):
-            row[f"t{t}_low"], row[f"t{t}_high"] = lo, hi
-        rows.append(row)
-    return pd.DataFrame(rows)

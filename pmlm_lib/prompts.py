@@ -83,7 +83,7 @@ def join(words: list[str]) -> str:
 
 
 def coarse_prompts(predicted: "pd.Series", peers: "pd.DataFrame", k: int) -> "pd.DataFrame":
-    """s_0 of every patient: her predicted label and her top-k peers (from retrieval.peer_table)."""
+    """s_0 of every patient: the predicted label and the top-k peers (from retrieval.peer_table)."""
     import pandas as pd
 
     top = peers[peers["rank"] <= k].sort_values(["patient_id", "rank"])

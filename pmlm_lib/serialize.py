@@ -1,6 +1,7 @@
 """A patient's history as text, for the LM predictor (Figure 3) and the raw-data prompt (Figure 5).
 
-Format, one line per examination, newest first, measured values only:
+Format, one line per examination, newest first, measured values only (with the time of day when
+the cohort keeps several examinations a day):
 
     2022-05-03: HGB 112, PLT 158, WBC 11.2, ALT 41, ...
     2022-04-21: HGB 118, PLT 201, ...
@@ -43,9 +44,14 @@ def _format_value(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
+def exam_time(date: pd.Timestamp) -> str:
+    """An examination's date, with its time of day when it has one (exam_resolution "keep")."""
+    return f"{date:%Y-%m-%d}" if date == date.normalize() else f"{date:%Y-%m-%d %H:%M}"
+
+
 def exam_line(date: pd.Timestamp, row: pd.Series, indicators: list[str]) -> str:
     values = [f"{short_name(n)} {_format_value(n, row[n])}" for n in indicators if not pd.isna(row[n])]
-    return f"{date:%Y-%m-%d}: " + (", ".join(values) if values else "no values")
+    return f"{exam_time(date)}: " + (", ".join(values) if values else "no values")
 
 
 def approx_tokens(text: str) -> int:
@@ -84,7 +90,7 @@ def serialize_all(cohort, patient_ids, max_tokens: int | None = None, count_toke
 
 
 def raw_prompts(cohort, patient_ids, max_tokens: int, count_tokens) -> dict[str, str]:
-    """The Figure 5 prompt of each patient (her raw exam values), within `max_tokens` in all: the
+    """The Figure 5 prompt of each patient (the patient's raw exam values), within `max_tokens` in all: the
     legend of the indicators first, then as many whole examinations as fit, newest first."""
     from .prompts import raw_prompt
 

@@ -43,7 +43,8 @@ def synthetic_cohort(seed: int = 0, n_patients: int = 2373, raw: bool = True, us
     return load_folder(folder)
 
 
-def load_source(source: str, *, seed: int = 0, n_patients: int = 2373) -> Cohort:
+def load_source(source: str, *, seed: int = 0, n_patients: int = 2373, options: dict | None = None) -> Cohort:
+    """The cohort of a data source; `options` (see cohort.DataOptions) say how a folder's files are read."""
     if source == "default":
         return synthetic_cohort(seed=seed, n_patients=n_patients, raw=True)
     if source == "pbcseq":
@@ -52,8 +53,12 @@ def load_source(source: str, *, seed: int = 0, n_patients: int = 2373) -> Cohort
         return adapters.load_mimic_demo()
     path = Path(source).expanduser()
     if path.is_dir():
-        return load_folder(path)
-    raise CohortError(f"{source}: not a known data source nor a folder. How to fix: use one of "
+        return load_folder(path, options)
+    hint = ""
+    if not path.is_absolute():
+        hint = (f" (a relative path is resolved from {Path.cwd()}: pmlm report resolves --data from the directory it is "
+                "run in; in a notebook, give an absolute path)")
+    raise CohortError(f"{source}: not a known data source nor a folder{hint}. How to fix: use one of "
                       f"{', '.join(NAMED_SOURCES)} or a folder with exams.(csv|parquet) and patients.(csv|parquet)")
 
 

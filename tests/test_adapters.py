@@ -37,8 +37,25 @@ def test_meds_loader_maps_codes_days_and_label_priority():
         "value": [10.0, 12.0, 200.0, None, 9.0, None, None],
     })
     c = adapters.load_meds(events, {"LAB//HB": "hemoglobin", "LAB//PLT": "platelet_count"},
-                           [("diabetes", ("DX//DIABETES",)), ("anemia", ("DX//ANEMIA",))])
+                           [("diabetes", ("DX//DIABETES",)), ("anemia", ("DX//ANEMIA",))], units={"hemoglobin": "g/dL"})
     assert c.label_of("2") == "diabetes" and c.label_of("1") == "anemia"  # first rule wins
     h = c.history("1")
     assert len(h) == 2 and h.loc[0, "hemoglobin"] == 11.0  # two values on one day are averaged
     assert c.indicators == ["hemoglobin", "platelet_count"]
+
+
+def test_meds_standard_numeric_value_censored_values_text_times_and_default_labels():
+    events = pd.DataFrame({
+        "subject_id": [7, 7, 7, 8, 8],
+        "time": ["24/01/2100 08:00", "24/01/2100 20:00", "25/01/2100", "02/02/2100", "03/02/2100"],
+        "code": ["LAB//PLT", "LAB//PLT", "DX//ANEMIA", "LAB//PLT", "LAB//PLT"],
+        "numeric_value": ["150", "<5", None, "210", ">=400"],
+    })
+    c = adapters.load_meds(events, {"LAB//PLT": "platelet_count"}, [("anemia", ("DX//ANEMIA",))])
+    assert c.history("7")["exam_date"].dt.strftime("%Y-%m-%d").tolist() == ["2100-01-24"]
+    assert c.history("7")["platelet_count"].tolist() == [77.5]  # the day's mean of 150 and the bound 5
+    assert c.history("8")["platelet_count"].tolist() == [210, 400]
+    reasons = " | ".join(f"{r['reason']} ({r['removed']})" for r in c.load_log)
+    assert "censored values such as '<5' taken at their bound (2)" in reasons
+    assert "no label rule matched their codes: labelled 'none of these' (1)" in reasons
+    assert "dates read as day/month/year" in reasons
