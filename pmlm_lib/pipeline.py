@@ -56,13 +56,56 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-def load_profile(name: str) -> dict:
-    path = PROFILE_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise PipelineError(f"unknown profile '{name}': choose one of {', '.join(available_profiles())}")
-    profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def _profile_path(name: str, relative_to: Path | None = None) -> Path:
+    """A profile by name (pmlm_lib/profiles/NAME.yaml) or by path (absolute, or relative to the
+    working directory or to the profile that extends it)."""
+    if not name.endswith((".yaml", ".yml")) and "/" not in name:
+        path = PROFILE_DIR / f"{name}.yaml"
+        if not path.exists():
+            raise PipelineError(f"unknown profile '{name}': choose one of {', '.join(available_profiles())}, "
+                                "or give the path of a profile file (.yaml)")
+        return path
+    candidates = [Path(name).expanduser()]
+    if relative_to is not None:
+        candidates.insert(0, relative_to.parent / name)
+    for path in candidates:
+        if path.exists():
+            return path.resolve()
+    raise PipelineError(f"profile file {name} not found (looked in {', '.join(str(c.parent.resolve()) for c in candidates)})")
+
+
+def _merge_parameters(base: dict, extra: dict) -> dict:
+    """Sections merged key by key: the extending profile's values replace the base's."""
+    out = {section: dict(values or {}) for section, values in (base or {}).items()}
+    for section, values in (extra or {}).items():
+        if values is not None and not isinstance(values, dict):
+            raise PipelineError(f"profile section '{section}' must map parameter names to values")
+        out.setdefault(section, {}).update(values or {})
+    return out
+
+
+def load_profile(name: str, _seen: tuple = ()) -> dict:
+    """A profile: its description and parameters by notebook ("common" for every notebook that
+    declares them). A profile file may say `extends: default` (or another profile's name or path)
+    and give only the values that change."""
+    path = _profile_path(name, Path(_seen[-1]) if _seen else None)
+    if str(path) in _seen:
+        raise PipelineError(f"profile {path} extends itself (through {' -> '.join(_seen)})")
+    try:
+        profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"profile {path} is not valid YAML: {exc}") from None
+    unknown = sorted(set(profile) - {"description", "extends", "parameters", "prices"})
+    if unknown:
+        raise PipelineError(f"profile {path}: unknown key(s) {', '.join(unknown)} (use description, extends, parameters, prices)")
+    if profile.get("extends"):
+        base = load_profile(str(profile["extends"]), _seen + (str(path),))
+        profile = {"description": profile.get("description", base.get("description", "")),
+                   "parameters": _merge_parameters(base["parameters"], profile.get("parameters")),
+                   "prices": {**base.get("prices", {}), **(profile.get("prices") or {})},
+                   "extends": base["name"]}
     profile.setdefault("parameters", {})
-    profile["name"] = name
+    profile["name"] = path.stem if path.parent == PROFILE_DIR else str(path)
     return profile
 
 
@@ -105,20 +148,61 @@ class NotebookResult:
     error: str | None = None
 
 
-def _execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Path) -> dict:
+def _progress_line(log_path: Path, width: int = 70) -> str:
+    """The last line of a notebook's log that says where it is (a progress bar, an epoch, a step)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    pieces = [p.strip() for p in tail.replace("\r", "\n").splitlines()]
+    pieces = [p for p in pieces if p and not p.startswith(("Executing Cell", "Ending Cell", "Input Notebook", "Output Notebook"))]
+    line = pieces[-1] if pieces else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _child_env() -> dict:
+    """The notebook process imports the library of this checkout, whatever else is installed."""
+    env = dict(os.environ)
+    root = repo_root()
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env["PMLM_REPO_ROOT"] = str(root)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Path, console=sys.stderr) -> dict:
+    """Run one notebook in a child process; its output (papermill's cell log, the kernel's messages and
+    progress bars) goes to logs/NN_name.log, and the console shows one line: elapsed time and the
+    latest progress while it runs (on a terminal), then the outcome."""
     log_dir.mkdir(parents=True, exist_ok=True)
     request = log_dir / f"{source.stem}.request.json"
     result = log_dir / f"{source.stem}.result.json"
+    log_path = log_dir / f"{source.stem}.log"
     result.unlink(missing_ok=True)
     write_json(request, {"source": str(source), "output": str(output), "parameters": params})
+    live = hasattr(console, "isatty") and console.isatty()
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pmlm_lib.pipeline", "--execute", str(request), str(result)],
-                          stdout=sys.stderr, stderr=None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pmlm_lib.pipeline", "--execute", str(request), str(result)],
+                                stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+        while proc.poll() is None:
+            time.sleep(1.0)
+            if live:
+                elapsed = time.perf_counter() - start
+                console.write(f"\r\033[K[pmlm] {source.stem}: {elapsed // 60:.0f}:{elapsed % 60:02.0f}  {_progress_line(log_path)}")
+                console.flush()
+    if live:
+        console.write("\r\033[K")
     wall = time.perf_counter() - start
     outcome = json.loads(result.read_text()) if result.exists() else {
         "status": "failed", "error": f"the notebook process ended with code {proc.returncode} before reporting "
                                      "(killed for memory?)", "peak_memory_mb": None}
     outcome["wall_seconds"] = round(wall, 2)
+    outcome["log"] = str(log_path)
     return outcome
 
 
@@ -131,7 +215,7 @@ def _execute_one(request_path: str, result_path: str) -> int:
 
     import logging
 
-    # the notebook's own output (progress bars, messages) goes to stderr as it runs; stdout stays quiet
+    # papermill's cell log and the notebook's own output go to this process's stderr: the notebook's log file
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     for noisy in ("traitlets", "asyncio", "httpx"):
@@ -223,28 +307,62 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def run_report(profile: str = "default", run: str | None = None, data: str | None = None, start_from: str | None = None,
+def resolve_data(data: str | None) -> str | None:
+    """A --data folder as an absolute path, resolved from the directory the command runs in (the
+    notebooks run elsewhere); a named source stays a name."""
+    from .sources import NAMED_SOURCES
+
+    if data is None or data in NAMED_SOURCES:
+        return data
+    path = Path(data).expanduser()
+    resolved = path if path.is_absolute() else (Path.cwd() / path)
+    if not resolved.is_dir():
+        raise PipelineError(f"--data {data}: no such folder ({resolved}); give a folder with exams and patients tables, "
+                            f"or one of {', '.join(NAMED_SOURCES)}")
+    return str(resolved.resolve())
+
+
+def _merge_overrides(*parts: dict) -> dict:
+    out: dict[str, dict] = {}
+    for part in parts:
+        for section, values in (part or {}).items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def run_report(profile: str | None = None, run: str | None = None, data: str | None = None, start_from: str | None = None,
                notebooks_dir: Path | None = None, reports_dir: Path | None = None, overrides: dict | None = None,
-               only: list[str] | None = None) -> Path:
-    """Run the notebooks of a profile into reports/<run>/ and write reports/<run>/index.html."""
+               only: list[str] | None = None, console=sys.stderr) -> Path:
+    """Run the notebooks of a profile into reports/<run>/ and write reports/<run>/index.html.
+
+    Resuming (`start_from`) keeps the run's profile, data and overrides unless new ones are given.
+    The console gets one line per notebook; each notebook's full output goes to reports/<run>/logs/.
+    """
     from .report import build_report
 
-    prof = load_profile(profile)
-    notebooks_dir = Path(notebooks_dir or default_notebooks_dir())
     reports_dir = Path(reports_dir or default_reports_dir())
+    run_dir = (reports_dir / run).resolve() if run else None
+    previous = json.loads((run_dir / "run.json").read_text()) if run_dir and (run_dir / "run.json").exists() else {}
+    if start_from and previous:
+        profile = profile or previous.get("profile")
+        data = data if data is not None else previous.get("data_argument")
+        overrides = _merge_overrides(previous.get("overrides", {}), overrides or {})
+    profile = profile or "default"
+    prof = load_profile(profile)
+    data = resolve_data(data)
+    notebooks_dir = Path(notebooks_dir or default_notebooks_dir())
     notebooks = discover_notebooks(notebooks_dir)
     if only:
         notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
     if not notebooks:
         raise PipelineError(f"no notebooks named NN_*.ipynb in {notebooks_dir}")
-    overrides = dict(overrides or {})
-    if data is not None:
-        overrides.setdefault(notebooks[0].stem, {})["data_source"] = data
+    given = _merge_overrides(overrides or {})
+    effective = _merge_overrides(given, {"01_data_filtering": {"data_source": data}} if data is not None else {})
 
-    run = run or f"{dt.datetime.now():%Y%m%d-%H%M%S}-{profile}"
-    run_dir = (reports_dir / run).resolve()
+    if run_dir is None:
+        run = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{Path(prof['name']).stem}"
+        run_dir = (reports_dir / run).resolve()
     record_path = run_dir / "run.json"
-    previous = json.loads(record_path.read_text()) if record_path.exists() else {}
     start_index = 0
     if start_from:
         matches = [i for i, nb in enumerate(notebooks) if nb.stem.startswith(start_from)]
@@ -256,27 +374,28 @@ def run_report(profile: str = "default", run: str | None = None, data: str | Non
     run_dir.mkdir(parents=True, exist_ok=True)
 
     kept = {r["notebook"]: r for r in previous.get("notebooks", [])}
+    data_source = (prof["parameters"].get("01_data_filtering") or {}).get("data_source", "default")
     record = {
-        "run": run, "profile": profile, "profile_description": prof.get("description", ""),
+        "run": run, "profile": prof["name"], "profile_description": prof.get("description", ""),
         "started": previous.get("started") if start_index else dt.datetime.now().isoformat(timespec="seconds"),
-        "status": "running", "data": data or (prof["parameters"].get(notebooks[0].stem) or {}).get("data_source", "default"),
+        "status": "running", "data": data or data_source, "data_argument": data, "overrides": given,
         "parameters": {}, "notebooks": [], "seeds": {},
         "environment": environment_record(), "models": model_identities(), "git": git_record(),
     }
     for nb in notebooks:
-        record["parameters"][nb.stem] = parameters_for(nb, prof, run_dir, overrides)
+        record["parameters"][nb.stem] = parameters_for(nb, prof, run_dir, effective)
         record["seeds"][nb.stem] = record["parameters"][nb.stem].get("seed")
     write_json(record_path, record)
+    console.write(f"[pmlm] run {run} (profile {prof['name']}, data {record['data']}); notebook output in {run_dir / 'logs'}\n")
 
     for i, nb in enumerate(notebooks):
         if i < start_index:
             if nb.stem in kept:
-                record["notebooks"].append({**kept[nb.stem], "status": kept[nb.stem]["status"] + " (earlier run)"})
+                record["notebooks"].append({**kept[nb.stem], "status": kept[nb.stem]["status"].replace(" (earlier run)", "") + " (earlier run)"})
             continue
         executed = run_dir / "notebooks" / nb.name
         executed.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[pmlm] {nb.stem}: running ...", file=sys.stderr, flush=True)
-        outcome = _execute_in_subprocess(nb, executed, record["parameters"][nb.stem], run_dir / "logs")
+        outcome = _execute_in_subprocess(nb, executed, record["parameters"][nb.stem], run_dir / "logs", console)
         html = None
         if executed.exists():
             html_path = executed.with_suffix(".html")
@@ -284,20 +403,22 @@ def run_report(profile: str = "default", run: str | None = None, data: str | Non
                 render_html(executed, html_path)
                 html = str(html_path.relative_to(run_dir))
             except Exception as exc:  # a rendering problem must not hide the notebook's own result
-                print(f"[pmlm] {nb.stem}: HTML rendering failed: {exc}", file=sys.stderr)
+                console.write(f"[pmlm] {nb.stem}: HTML rendering failed: {exc}\n")
         result = NotebookResult(nb.stem, outcome["status"], outcome["wall_seconds"], outcome.get("peak_memory_mb"),
                                 str(executed.relative_to(run_dir)), html, outcome.get("error"))
         record["notebooks"].append(result.__dict__)
-        print(f"[pmlm] {nb.stem}: {result.status} in {result.wall_seconds:.1f} s, peak {result.peak_memory_mb} MB",
-              file=sys.stderr, flush=True)
+        peak = "" if result.peak_memory_mb is None else f", peak {result.peak_memory_mb:.0f} MB"
+        console.write(f"[pmlm] {nb.stem}: {result.status} in {result.wall_seconds:.1f} s{peak}\n")
+        console.flush()
         write_json(record_path, record)
         if result.status != "ok":
             record["status"] = "failed"
             record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
             write_json(record_path, record)
             build_report(run_dir)
-            raise PipelineError(f"{result.error}\nThe executed notebook is kept at {executed}.\n"
-                                f"Fix the cause, then resume with: pmlm report --profile {profile} --run {run} --from {nb.stem}")
+            raise PipelineError(f"{result.error}\nThe executed notebook is kept at {executed}; its full output is in "
+                                f"{outcome['log']}.\nFix the cause, then resume with: pmlm report --run {run} --from {nb.stem}"
+                                " (the run's profile, data and --set values are kept)")
     record["status"] = "ok"
     record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     write_json(record_path, record)
