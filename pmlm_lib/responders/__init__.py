@@ -7,11 +7,18 @@ OpenAI-compatible chat endpoint (`openai_compat`: GPT-4, GLM-4, Gemini through a
 Ollama, a llama.cpp server).
 """
 
-from .base import AnswerCache, Decoding, Responder, RawDataRefused, contains_raw_values
+from .base import AnswerCache, Decoding, RawDataRefused, RawValueGuard, Responder, contains_raw_values, is_local_url
 
 
-def make_responder(spec: dict | str, cache: AnswerCache | None = None) -> Responder:
-    """A responder from a spec: "bundled", or {"backend": "llamacpp" | "transformers" | "openai", ...}."""
+def make_responder(spec: dict | str, cache: AnswerCache | None = None, raw_names=()) -> Responder:
+    """A responder from a spec: "bundled", or {"backend": "llamacpp" | "transformers" | "openai", ...}.
+    `raw_names` (a cohort's indicator names) extend what its raw-data guard recognizes."""
+    responder = _make(spec, cache)
+    responder.guard.extend(raw_names)
+    return responder
+
+
+def _make(spec: dict | str, cache: AnswerCache | None) -> Responder:
     if spec in ("bundled", None) or (isinstance(spec, dict) and spec.get("backend") == "llamacpp"):
         from .llamacpp import LlamaCppResponder
 
@@ -28,4 +35,5 @@ def make_responder(spec: dict | str, cache: AnswerCache | None = None) -> Respon
     raise ValueError(f"unknown responder {spec!r}: use 'bundled' or a dict with backend llamacpp, transformers or openai")
 
 
-__all__ = ["AnswerCache", "Decoding", "RawDataRefused", "Responder", "contains_raw_values", "make_responder"]
+__all__ = ["AnswerCache", "Decoding", "RawDataRefused", "RawValueGuard", "Responder", "contains_raw_values", "is_local_url",
+           "make_responder"]

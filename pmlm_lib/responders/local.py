@@ -38,7 +38,7 @@ class TransformersResponder(Responder):
         return self._model, self._tokenizer
 
     @torch.no_grad()
-    def _generate(self, prompts: list[str], decoding: Decoding, on_answer) -> None:
+    def _generate(self, prompts: list[str], decoding: Decoding, on_answer, groups: list | None = None) -> None:
         model, tok = self._load()
         torch.manual_seed(decoding.seed)
         sample = decoding.temperature > 0
