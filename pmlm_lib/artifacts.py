@@ -10,28 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes private files; run outputs are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+from .atomic import atomic_write_text, write_json
 
 
 def check_library() -> None:
@@ -98,12 +81,13 @@ class RunFolder:
         self._save_manifest()
 
     def table(self, df: pd.DataFrame, name: str, caption: str, *, index: bool = True, floatfmt: str = ".4g") -> pd.DataFrame:
-        """Save a table (CSV for machines, Markdown for people, HTML for the report); return it for display."""
+        """Save a table (CSV for machines, Markdown for people, HTML for the report); return it for display.
+        People see an empty cell where a value is missing, never NaN or <NA>."""
         csv_path = self.path("tables", f"{name}.csv")
         atomic_write_text(csv_path, df.to_csv(index=index))
-        readable = df.astype(object).where(df.notna(), "")  # an empty cell, not <NA>, for people
-        atomic_write_text(self.path("tables", f"{name}.md"), f"{caption}\n\n" + readable.to_markdown(index=index, floatfmt=floatfmt) + "\n")
-        html = df.to_html(index=index, float_format=lambda x: format(x, floatfmt), na_rep="", border=0, classes="table")
+        readable = readable_table(df, floatfmt)
+        atomic_write_text(self.path("tables", f"{name}.md"), f"{caption}\n\n" + readable.to_markdown(index=index) + "\n")
+        html = readable.to_html(index=index, border=0, classes="table", escape=True)
         atomic_write_text(self.path("tables", f"{name}.html"), html)
         self._add({"kind": "table", "name": name, "caption": caption,
                    "files": [str(csv_path.relative_to(self.root)), f"tables/{name}.md", f"tables/{name}.html"]})
@@ -137,6 +121,18 @@ class RunFolder:
     def read_record(self, name: str, made_by: str):
         """Numbers an earlier notebook saved with `record`."""
         return json.loads(self.require("results", f"{name}.json", made_by=made_by).read_text(encoding="utf-8"))
+
+
+def readable_table(df: pd.DataFrame, floatfmt: str = ".4g") -> pd.DataFrame:
+    """The table as text cells: numbers in `floatfmt`, missing values as empty cells."""
+    out = df.astype(object).copy()
+    for column in df.columns:
+        values = df[column]
+        if pd.api.types.is_float_dtype(values):
+            out[column] = [format(v, floatfmt) if pd.notna(v) else "" for v in values]
+        else:
+            out[column] = ["" if v is None or (not isinstance(v, (list, tuple, dict)) and pd.isna(v)) else v for v in values]
+    return out
 
 
 def read_manifest(run_dir: str | Path, step: str) -> list[dict]:

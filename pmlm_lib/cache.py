@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import private_name, publish
 from .models import cache_dir
 
 
@@ -43,23 +44,24 @@ def key_of(*parts) -> str:
 
 
 class CacheEntry:
-    """A folder in the cache: `ready` once `commit` renamed it into place."""
+    """A folder in the cache: `ready` once `commit` renamed it into place. Each writer works in its own
+    temporary folder, so two runs sharing one cache never write into each other's half-made entry."""
 
     def __init__(self, kind: str, key: str):
         self.path = cache_dir() / kind / key
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.partial: Path | None = None
 
     @property
     def ready(self) -> bool:
         return (self.path / ".complete").exists()
 
     def begin(self) -> Path:
-        shutil.rmtree(self.partial, ignore_errors=True)
+        self.partial = private_name(self.path)
         self.partial.mkdir(parents=True)
         return self.partial
 
     def commit(self) -> Path:
         (self.partial / ".complete").write_text("")
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.partial.rename(self.path)
-        return self.path
+        if self.path.exists() and not self.ready:  # a broken entry (from before .complete markers): replace it
+            shutil.rmtree(self.path, ignore_errors=True)
+        return publish(self.partial, self.path)

@@ -17,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+from .atomic import private_name, publish, write_json
+
 # Never try the network for weights: a hub lookup would fail here and in CI anyway.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -92,8 +94,6 @@ def file_sha256(path: str | Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         memo[key] = h.hexdigest()
-        from .artifacts import write_json
-
         write_json(memo_path, memo)
     return memo[key]
 
@@ -119,8 +119,8 @@ def smollm2_q8_gguf_path() -> Path:
         return bytes(part).decode("utf-8") if field.types[-1] == GGUFValueType.STRING else part.tolist()[0]
 
     architecture = value(reader.fields["general.architecture"], reader.fields["general.architecture"].data[0])
-    tmp = target.with_name(target.name + ".partial")
     target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = private_name(target)
     writer = GGUFWriter(tmp, architecture)
     for field in reader.fields.values():
         if field.name.startswith("GGUF.") or field.name in ("general.architecture", "general.file_type"):
@@ -141,8 +141,7 @@ def smollm2_q8_gguf_path() -> Path:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    tmp.replace(target)  # atomic: an interrupted conversion leaves no half file behind
-    return target
+    return publish(tmp, target)  # atomic: an interrupted conversion leaves no half file behind
 
 
 def smollm2_transformers_path() -> Path:
@@ -161,13 +160,12 @@ def smollm2_transformers_path() -> Path:
     # a fresh model from the config, so that save_pretrained sees a plain (not GGUF-quantized) model
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = private_name(target)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # atomic: an interrupted conversion leaves no half folder behind
-    return target
+    if target.exists():  # an incomplete folder (no weights): replace it
+        shutil.rmtree(target, ignore_errors=True)
+    return publish(tmp, target)  # atomic: an interrupted conversion leaves no half folder behind
 
 
 def token_counter():

@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 from . import adapters, indicators, replies, synthetic
+from .atomic import private_name, publish
 from .cohort import Cohort, CohortError, load_folder
 from .models import cache_dir
 
@@ -34,11 +34,9 @@ def synthetic_cohort(seed: int = 0, n_patients: int = 2373, raw: bool = True, us
     cohort = synthetic.generate(seed=seed, n_patients=n_patients, raw=raw)
     if not use_cache:
         return cohort
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = private_name(folder)
     cohort.save(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)  # a run interrupted while writing leaves no half cohort in the cache
+    publish(tmp, folder)  # a run interrupted while writing leaves no half cohort; two runs never clash
     # read back, so that the first run and every cached run see exactly the same tables
     return load_folder(folder)
 
@@ -62,7 +60,7 @@ def load_source(source: str, *, seed: int = 0, n_patients: int = 2373, options: 
                       f"{', '.join(NAMED_SOURCES)} or a folder with exams.(csv|parquet) and patients.(csv|parquet)")
 
 
-def filtered_cohort(run) -> tuple[Cohort, "pd.Series"]:
+def filtered_cohort(run) -> tuple[Cohort, pd.Series]:
     """The cohort and split that notebook 01 wrote into the run folder."""
     import pandas as pd
 
