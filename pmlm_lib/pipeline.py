@@ -21,8 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from .artifacts import write_json
+from .atomic import write_json
 from .models import model_identities, repo_root
+from .responders.base import ANSWER_LOG_ENV
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 ALWAYS_PASSED = ("run_dir",)
@@ -182,13 +183,15 @@ def _execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Pa
     request = log_dir / f"{source.stem}.request.json"
     result = log_dir / f"{source.stem}.result.json"
     log_path = log_dir / f"{source.stem}.log"
+    answers_log = log_dir / f"{source.stem}.answers.jsonl"
     result.unlink(missing_ok=True)
+    answers_log.unlink(missing_ok=True)
     write_json(request, {"source": str(source), "output": str(output), "parameters": params})
     live = hasattr(console, "isatty") and console.isatty()
     start = time.perf_counter()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "pmlm_lib.pipeline", "--execute", str(request), str(result)],
-                                stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+                                stdout=log, stderr=subprocess.STDOUT, env={**_child_env(), ANSWER_LOG_ENV: str(answers_log)})
         while proc.poll() is None:
             time.sleep(1.0)
             if live:
@@ -208,12 +211,11 @@ def _execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Pa
 
 def _execute_one(request_path: str, result_path: str) -> int:
     """Child process: run one notebook with papermill, report status and the kernel's peak memory."""
+    import logging
     import resource
 
     import papermill
     from papermill.exceptions import PapermillExecutionError
-
-    import logging
 
     # papermill's cell log and the notebook's own output go to this process's stderr: the notebook's log file
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
@@ -330,6 +332,19 @@ def _merge_overrides(*parts: dict) -> dict:
     return out
 
 
+def _plan_summary(profile: str, data: str | None, overrides: dict, reports_dir: Path, console) -> dict:
+    """The plan of the run before it starts (answers and minutes per notebook), kept beside what happens."""
+    from .plan import make_plan
+
+    try:
+        plan = make_plan(profile, data, overrides, reports_dir)
+    except Exception as exc:  # a plan is an estimate: it must never stop a run
+        console.write(f"[pmlm] no plan for this run ({type(exc).__name__}: {exc})\n")
+        return {}
+    return {p.notebook: {"answers": sum(r.answers for r in p.requests), "cached": p.cached, "minutes": round(p.minutes, 2)}
+            for p in plan["notebooks"]}
+
+
 def run_report(profile: str | None = None, run: str | None = None, data: str | None = None, start_from: str | None = None,
                notebooks_dir: Path | None = None, reports_dir: Path | None = None, overrides: dict | None = None,
                only: list[str] | None = None, console=sys.stderr) -> Path:
@@ -385,6 +400,7 @@ def run_report(profile: str | None = None, run: str | None = None, data: str | N
     for nb in notebooks:
         record["parameters"][nb.stem] = parameters_for(nb, prof, run_dir, effective)
         record["seeds"][nb.stem] = record["parameters"][nb.stem].get("seed")
+    record["plan"] = previous.get("plan") if start_index else _plan_summary(profile, data, given, reports_dir, console)
     write_json(record_path, record)
     console.write(f"[pmlm] run {run} (profile {prof['name']}, data {record['data']}); notebook output in {run_dir / 'logs'}\n")
 

@@ -12,7 +12,8 @@ import html
 import json
 from pathlib import Path
 
-from .artifacts import atomic_write_text, read_findings, read_manifest
+from .artifacts import read_findings, read_manifest
+from .atomic import atomic_write_text
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -24,6 +25,7 @@ pre{background:#f7f7f7;padding:.8em;white-space:pre-wrap;font-size:.85em;border-
 .meta td{vertical-align:top} .failed{color:#b00;font-weight:bold} .ok{color:#070}
 details{margin:.5em 0} summary{cursor:pointer;font-weight:600}
 .findings{background:#f3f7fb;border:1px solid #c9d6e8;border-left:5px solid #4C72B0;padding:.6em 1.2em;margin:1em 0 1.5em}
+.toc ul{margin:.2em 0;columns:2} .toc .toc-inner{columns:1;font-size:.88em}
 .findings h2{border:none;margin:.3em 0} .findings h3{font-size:1em;margin:.8em 0 .2em} .findings ul{margin:.2em 0}
 """
 
@@ -52,13 +54,29 @@ def _artifact_html(run_dir: Path, entry: dict) -> str:
     return ""
 
 
-def _notebook_row(nb: dict) -> str:
+def _notebook_row(nb: dict, planned: dict, asked: dict) -> str:
     status_class = "ok" if nb["status"].startswith("ok") else "failed"
     peak = "" if nb.get("peak_memory_mb") is None else f"{nb['peak_memory_mb']:.0f}"
     link = f"<a href='{_esc(nb['html'])}'>executed notebook</a>" if nb.get("html") else ""
+    plan = planned.get(nb["notebook"], {})
+    minutes = f"{plan['minutes']:.1f}" if "minutes" in plan else ""
+    answers = (f"{asked['requested']} ({asked['generated']} new, {asked['from_cache']} cached)" if asked else "")
+    planned_answers = str(plan.get("answers", "")) if plan.get("answers") else ""
     return (f"<tr><td><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a></td>"
-            f"<td class='{status_class}'>{_esc(nb['status'])}</td><td>{nb['wall_seconds']:.1f}</td>"
-            f"<td>{peak}</td><td>{link}</td></tr>")
+            f"<td class='{status_class}'>{_esc(nb['status'])}</td><td>{nb['wall_seconds'] / 60:.1f}</td><td>{minutes}</td>"
+            f"<td>{_esc(answers)}</td><td>{planned_answers}</td><td>{peak}</td><td>{link}</td></tr>")
+
+
+def _contents_html(run_dir: Path, record: dict) -> str:
+    """A table of contents: each notebook, and under it each of its tables and figures."""
+    items = ["<li><a href='#findings'>Findings</a></li>", "<li><a href='#notebooks'>Notebooks: time, memory, answers</a></li>"]
+    for nb in record.get("notebooks", []):
+        entries = read_manifest(run_dir, nb["notebook"])
+        inner = "".join(f"<li><a href='#{_esc(e['name'])}'>{_esc(e['name'].replace('_', ' '))}</a></li>" for e in entries)
+        items.append(f"<li><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a>" + (f"<ul class='toc-inner'>{inner}</ul>" if inner else "")
+                     + "</li>")
+    items.append("<li><a href='#record'>Run record</a></li>")
+    return f"<nav class='toc' id='contents'><h2>Contents</h2><ul>{''.join(items)}</ul></nav>"
 
 
 def _findings_html(run_dir: Path, record: dict) -> str:
@@ -83,11 +101,18 @@ def build_report(run_dir: str | Path) -> Path:
              f"<span class='{'ok' if record.get('status') == 'ok' else 'failed'}'>{_esc(record.get('status'))}</span>.</p>"]
 
     parts.append(_findings_html(run_dir, record))
-    rows = "".join(_notebook_row(nb) for nb in record.get("notebooks", []))
+    parts.append(_contents_html(run_dir, record))
+    from .plan import actual
+
+    asked, planned = actual(run_dir), record.get("plan", {})
+    rows = "".join(_notebook_row(nb, planned, asked.get(nb["notebook"], {})) for nb in record.get("notebooks", []))
     total = sum(nb["wall_seconds"] for nb in record.get("notebooks", []))
-    parts.append("<h2>Notebooks</h2><table class='table'><tr><th>notebook</th><th>status</th><th>wall time (s)</th>"
-                 f"<th>peak memory (MB)</th><th>rendering</th></tr>{rows}"
-                 f"<tr><th>total</th><th></th><th>{total:.1f}</th><th></th><th></th></tr></table>")
+    planned_total = sum(p.get("minutes", 0) for p in planned.values())
+    parts.append("<h2 id='notebooks'>Notebooks</h2><p>Wall time beside the plan made before the run (<code>pmlm plan</code>), "
+                 "and the LLM answers each notebook asked for.</p><table class='table'><tr><th>notebook</th><th>status</th>"
+                 "<th>minutes</th><th>planned minutes</th><th>answers asked</th><th>planned answers</th><th>peak memory (MB)</th>"
+                 f"<th>rendering</th></tr>{rows}<tr><th>total</th><th></th><th>{total / 60:.1f}</th>"
+                 f"<th>{planned_total:.1f}</th><th></th><th></th><th></th><th></th></tr></table>")
     for nb in record.get("notebooks", []):
         if nb.get("error"):
             parts.append(f"<p class='failed'>{_esc(nb['error'])}</p>")
@@ -99,7 +124,7 @@ def build_report(run_dir: str | Path) -> Path:
             parts.append("<p>This notebook saved no tables or figures.</p>")
         parts += [_artifact_html(run_dir, e) for e in entries]
 
-    parts.append("<h2>Run record</h2>")
+    parts.append("<h2 id='record'>Run record</h2>")
     env = record.get("environment", {})
     parts.append(_kv_table({"python": env.get("python"), "platform": env.get("platform"), "cpus": env.get("cpus"),
                             "memory (GiB)": env.get("memory_gb"), "device": env.get("device"),
