@@ -32,7 +32,7 @@ class CaseData:
     k: int
 
     @classmethod
-    def load(cls, run) -> "CaseData":
+    def load(cls, run) -> CaseData:
         from .inputs import RunInputs
 
         inputs = RunInputs.load(run)
@@ -49,15 +49,17 @@ class CaseData:
         return str(self.cohort.patients.set_index("patient_id").loc[pid, "reference_reply"])
 
     def patients(self) -> list[str]:
-        """Patients with answers to show (notebook 05's sample), else every refined test patient."""
-        if self.scored is not None:
-            return sorted(self.scored["patient_id"].unique())
-        return list(self.refined.index)
+        """Every test patient the policy edited (prediction, peers and marked prompt for all)."""
+        return sorted(self.refined.index)
+
+    def evaluated(self) -> list[str]:
+        """The patients with answers and scores (notebook 05's sample)."""
+        return sorted(self.scored["patient_id"].unique()) if self.scored is not None else []
 
     def pick_cases(self) -> list[str]:
         """One normal patient and one with a condition (the paper's case study shows both); the
         condition case prefers a patient whose condition the predictor got right."""
-        ids = self.patients()
+        ids = self.evaluated() or self.patients()
         labels = self.labels
         # a normal patient from the evaluated ones (they have answers), else any refined test patient
         normal = [p for p in ids if labels[p] == "normal"] or [p for p in self.refined.index if labels[p] == "normal"]
@@ -88,13 +90,19 @@ class CaseData:
         words = list(row["words"]) if "words" in row else None
         return edits.mark_edits(row["coarse_prompt"], list(row["positions"]), ops, words)
 
-    def answers(self, pid: str, seed: int | None = None) -> pd.DataFrame:
-        """Each responder's answer per system for this patient (the first seed), with its scores."""
+    def answers(self, pid: str) -> pd.DataFrame:
+        """Each responder's answer per system for this patient with its scores: the matched decoding
+        (the one the prompts were refined for), else the first seed of the sampled one. Empty when the
+        patient was not in notebook 05's sample."""
         if self.scored is None:
             return pd.DataFrame()
         mine = self.scored[self.scored["patient_id"] == pid]
-        seed = mine["seed"].min() if seed is None else seed
-        mine = mine[mine["seed"] == seed]
+        if mine.empty:
+            return pd.DataFrame()
+        if "setting" in mine:
+            setting = "matched" if (mine["setting"] == "matched").any() else mine["setting"].iloc[0]
+            mine = mine[mine["setting"] == setting]
+        mine = mine[mine["seed"] == mine["seed"].min()]
         return mine.set_index(["responder", "system"])[["answer"] + COLUMNS].round(1)
 
     def figure(self, pid: str):
@@ -133,7 +141,12 @@ def show(data: CaseData, pid: str) -> None:
     display(Markdown(f"**Peers** (top {data.k} training patients)"), data.peer_table(pid))
     display(Markdown("**Coarse prompt with the policy's edits** (deleted struck through, inserted underlined, with the step)"),
             HTML(_prompt_html(data.marked_prompt(pid))))
-    display(Markdown("**Answers** (first seed) beside the doctor's reply"), HTML(_answers_html(data.answers(pid), data.reply(pid))))
+    answers = data.answers(pid)
+    if len(answers):
+        display(Markdown("**Answers** beside the doctor's reply"), HTML(_answers_html(answers, data.reply(pid))))
+    else:
+        display(Markdown("*This patient was not in the evaluation's sample: no answers were generated "
+                         f"({len(data.evaluated())} of {len(data.patients())} test patients were).*"))
 
 
 def save(run, data: CaseData, pid: str, name: str) -> None:
@@ -151,7 +164,8 @@ def save(run, data: CaseData, pid: str, name: str) -> None:
     answers = data.answers(pid)
     if len(answers):
         reply = pd.DataFrame([{"responder": "doctor", "system": "reference reply", "answer": data.reply(pid)}]).set_index(["responder", "system"])
-        display(run.table(pd.concat([reply, answers]), f"{name}_answers", f"Case {pid}: the doctor's reply and each answer (first seed) with its scores."))
+        display(run.table(pd.concat([reply, answers]), f"{name}_answers", f"Case {pid}: the doctor's reply and each answer "
+                          "(the decoding the prompts were refined for) with its scores."))
 
 
 def explorer(data: CaseData, render=None):
@@ -161,7 +175,10 @@ def explorer(data: CaseData, render=None):
 
     ids = data.patients()
     labels = data.labels
-    dropdown = widgets.Dropdown(options=[(f"{p} · {labels[p]}", p) for p in ids], description="patient")
+    evaluated = set(data.evaluated())
+    options = [(f"{p} · {labels[p]}" + (" · answers" if p in evaluated else ""), p) for p in ids]
+    dropdown = widgets.Dropdown(options=options, value=(data.evaluated() or ids)[0] if ids else None, description="patient",
+                                layout=widgets.Layout(width="480px"))
     output = widgets.Output()
 
     def on_change(change):
@@ -172,5 +189,5 @@ def explorer(data: CaseData, render=None):
     dropdown.observe(on_change, names="value")
     box = widgets.VBox([dropdown, output])
     if ids:
-        on_change({"new": ids[0]})
+        on_change({"new": dropdown.value})
     return box

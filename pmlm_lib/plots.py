@@ -110,9 +110,12 @@ def confusion(matrix: pd.DataFrame, title: str):
 
 
 def predictor_scores(table: pd.DataFrame, paper_table: pd.DataFrame | None = None):
-    """Micro- and macro-F1 on test for each predictor, ours beside the paper's."""
+    """Micro- and macro-F1 on test for each predictor, ours beside the paper's; a row scored on fewer test
+    patients than the others says so in its name."""
     fig, axes = plt.subplots(1, 2 if paper_table is not None else 1, figsize=(13, 4), squeeze=False)
     ours = table[["test_micro_f1", "test_macro_f1"]].rename(columns={"test_micro_f1": "micro-F1", "test_macro_f1": "macro-F1"}) * 100
+    most = table["test_patients"].max()
+    ours.index = [f"{name} (only {n} test patients)" if n < most else name for name, n in zip(table.index, table["test_patients"])]
     ours.plot.barh(ax=axes[0, 0], color=["#4C72B0", "#DD8452"])
     axes[0, 0].set_title("This run (test set)")
     axes[0, 0].set_xlim(0, 100)
@@ -228,28 +231,41 @@ def sweep_curves(summary: pd.DataFrame, parameter: str, metrics=("BERTScore-P", 
 
 
 def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str], columns: int = 4):
-    """One patient's indicators over time; the shaded band is the third-trimester reference range
-    (most examinations are late in pregnancy), when the indicator is in the catalogue."""
+    """One patient's indicators over time, every panel on one shared time axis with one date format;
+    the shaded band is the third-trimester reference range (most examinations are late in pregnancy),
+    drawn across the whole panel when the indicator is in the catalogue and in the catalogue's unit."""
+    import matplotlib.dates as mdates
+
     from .indicators import INDICATOR_BY_NAME
 
     exams = cohort.exams[cohort.exams["patient_id"] == patient_id].sort_values("exam_date")
     shown = [i for i in indicators if i in exams and exams[i].notna().any()]
     rows = max(1, int(np.ceil(len(shown) / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.5 * rows), squeeze=False, sharex=True)
+    first, last = exams["exam_date"].min(), exams["exam_date"].max()
+    pad = max(pd.Timedelta(days=2), (last - first) * 0.05)
     for ax, name in zip(axes.ravel(), shown):
         values = exams[["exam_date", name]].dropna()
         spec = INDICATOR_BY_NAME.get(name)
-        if spec is not None:
+        unit = cohort.units.get(name) or (spec.unit if spec else "")
+        outside = pd.Series(False, index=values.index)
+        if spec is not None and unit == spec.unit:
             low, high = spec.range_for(3)
-            ax.axhspan(low, high, color="#55A868", alpha=0.15)
+            ax.axhspan(low, high, color="#55A868", alpha=0.15, zorder=0)
             outside = (values[name] < low) | (values[name] > high)
-        else:
-            outside = pd.Series(False, index=values.index)
+            span = [values[name].min(), values[name].max(), low, high]
+            margin = 0.08 * (max(span) - min(span) or 1.0)
+            ax.set_ylim(min(span) - margin, max(span) + margin)  # the whole band and every value in view
         ax.plot(values["exam_date"], values[name], color="#4C72B0", marker="o", ms=3)
         ax.scatter(values.loc[outside, "exam_date"], values.loc[outside, name], color="#C44E52", zorder=3, s=14)
-        ax.set_title(f"{spec.label if spec else name}" + (f" ({spec.unit})" if spec and spec.unit else ""), fontsize=9)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.set_title(f"{spec.label if spec else name.replace('_', ' ')}" + (f" ({unit})" if unit else ""), fontsize=9)
     for ax in axes.ravel()[len(shown):]:
-        ax.axis("off")
+        ax.set_visible(False)
+    axes[0, 0].set_xlim(first - pad, last + pad)
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=4)
+    for ax in axes.ravel():
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7, labelbottom=True)
     fig.tight_layout()
     return fig

@@ -20,8 +20,8 @@ from ..cohort import Cohort
 from ..lora import add_lora, example, load_causal_lm, train_lora
 from ..models import device as pick_device
 from ..prompts import predictor_prompt
-from ..serialize import serialize_all, short_name
 from ..sampling import labels_of, stratified_sample
+from ..serialize import serialize_all, short_name
 from .base import Predictor
 
 
