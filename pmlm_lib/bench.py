@@ -65,47 +65,125 @@ def report(profile: str, reports_dir: Path) -> dict:
             "second_run_speedup": round(first["wall_seconds"] / second["wall_seconds"], 2), "refinement_time_split": refinement}
 
 
-def responders(n: int = 16, slots=(1, 4, 8), answer_tokens: int = 96, default_slots: int = 8) -> dict:
-    """Answers per second with 1, 4 and 8 slots on the same coarse prompts (no cache), against
-    llama.cpp's own prompt+decode time and its decode-only speed; then the Q4_1 file as shipped
-    with the default slots, against the default Q8_0 re-encoding."""
-    slots = tuple(sorted({*slots, default_slots}))
+def workloads(patients: int = 24, eval_patients: int = 8, seed: int = 5) -> dict[str, list]:
+    """The responder's two real workloads, built from a synthetic cohort: RL episodes (coarse prompts
+    with n = 10 random deletions, in update batches of 8) and the evaluation's systems × patients (the
+    raw-data prompt, s_0, two edited versions, without SP, without PP), each with its patient."""
+    from .controls import random_deletion
+    from .models import token_counter
     from .prompts import coarse_prompt
+    from .serialize import raw_prompts
+    from .synthetic import generate
+
+    cohort = generate(n_patients=patients + eval_patients, seed=seed)
+    labels = cohort.patients.set_index("patient_id")["label"]
+    ids = list(labels.index)
+    rng = np.random.default_rng(seed)
+
+    def s0(pid, prediction=True, k=10):
+        peers = [(labels[ids[int(j)]], round(0.95 - 0.01 * r, 2)) for r, j in enumerate(rng.choice(len(ids), k, replace=False))]
+        return coarse_prompt(labels[pid] if prediction else None, peers)
+
+    rl = [(random_deletion(s0(pid), 10, rng)[0], pid) for pid in ids[:patients]]
+    held = ids[patients:]
+    raw = raw_prompts(cohort, held, 512, token_counter())
+    evaluation = []
+    for pid in held:
+        coarse = s0(pid)
+        evaluation += [(raw[pid], pid), (coarse, pid), (random_deletion(coarse, 10, rng)[0], pid), (random_deletion(coarse, 10, rng)[0], pid),
+                       (s0(pid, prediction=False), pid), (s0(pid, k=0), pid)]
+    return {"rl": [rl[i:i + 8] for i in range(0, len(rl), 8)], "evaluation": [evaluation]}
+
+
+def _measure(workload: list[list[tuple[str, str]]], decoding, grouped: bool = False, torch_between: bool = False,
+             **options) -> dict:
+    """One responder configuration on one workload (a fresh server, no answer cache): answers per
+    second, and tokens per second processed (prompt tokens computed + answer tokens) and served (the
+    prompt tokens taken from llama.cpp's prompt cache counted too). `torch_between` scores each batch's
+    answers with BERTScore before the next batch, as the RL training does (only answering is timed)."""
+    from .responders.llamacpp import LlamaCppResponder
+
+    scorer = None
+    if torch_between:
+        from .reward import BERTScoreReward
+
+        scorer = BERTScoreReward()
+    r = LlamaCppResponder(use_cache=False, **options)
+    r.answer(["Hello."], decoding)  # load and warm up
+    r.last_timings.clear()
+    wall = 0.0
+    for batch in workload:
+        start = time.perf_counter()
+        answers = r.answer([p for p, _ in batch], decoding, groups=[g for _, g in batch] if grouped else None)
+        wall += time.perf_counter() - start
+        if scorer is not None:
+            scorer(answers, [p for p, _ in batch])
+    t = r.last_timings
+    computed = sum(x["prompt_n"] + x["predicted_n"] for x in t)
+    cached = sum(x.get("cache_n", 0) for x in t)
+    r.close()
+    answers = sum(len(b) for b in workload)
+    return {"answers": answers, "wall_seconds": round(wall, 1), "answers_per_second": round(answers / wall, 3),
+            "tokens_computed_per_second": round(computed / wall, 1), "tokens_served_per_second": round((computed + cached) / wall, 1),
+            "prompt_tokens_from_cache": cached, "prompt_tokens": sum(x["prompt_n"] for x in t) + cached,
+            "answer_tokens": sum(x["predicted_n"] for x in t)}
+
+
+def compute_limit(threads: int | None = None) -> dict:
+    """llama.cpp's own prefill speed for one prompt as long as the workloads' (about 550 tokens, one slot)
+    and its decoding speed for one sequence, on the same threads: what this CPU can do with this model."""
     from .responders import Decoding
     from .responders.llamacpp import LlamaCppResponder
 
-    labels = ["normal", "gestational diabetes", "thalassemia", "gestational hypertension", "premature rupture of membranes",
-              "hypothyroidism", "uterine scar", "placental dysfunction"]
-    batch = [coarse_prompt(labels[i % 8], [(labels[(i + j) % 8], 0.9 - 0.02 * j) for j in range(10)]) + f"\n(Case {i}.)" for i in range(n)]
-    decoding = Decoding(max_tokens=answer_tokens)
-    def measure(model: str, n_parallel: int) -> dict:
-        r = LlamaCppResponder(model=model, n_parallel=n_parallel, use_cache=False)
-        r.answer(batch[:1], decoding)  # load and warm up
-        r.last_timings.clear()
-        start = time.perf_counter()
-        r.answer(batch, decoding)
-        wall = time.perf_counter() - start
-        t = r.last_timings
-        tokens = sum(x["predicted_n"] for x in t)
-        own = sum((x["prompt_ms"] + x["predicted_ms"]) / 1000 for x in t)
-        r.close()
-        return {"model": r.model_path.name, "n_parallel": n_parallel, "threads": r.threads, "answers": n, "wall_seconds": round(wall, 2),
-                "answers_per_second": round(n / wall, 3), "tokens_per_second": round(tokens / wall, 1),
-                "llamacpp_own_tokens_per_second": round(tokens / own, 1),
-                "llamacpp_decode_only_tokens_per_second": round(float(np.mean([x["predicted_per_second"] for x in t])), 1)}
+    r = LlamaCppResponder(n_parallel=1, ctx_per_slot=4096, use_cache=False, threads=threads)
+    text = " ".join(f"Examination {i}: haemoglobin 112 g/L, platelets 158, white cells 11.2, ALT 41 U/L." for i in range(14))
+    r.answer(["Hello."], Decoding(max_tokens=4))
+    prefill = r.chat(text, Decoding(max_tokens=1))["timings"]
+    decode = r.chat("Write a long letter to a pregnant patient about her diet.", Decoding(max_tokens=256))["timings"]
+    r.close()
+    return {"prefill_tokens": prefill["prompt_n"], "prefill_tokens_per_second": round(prefill["prompt_per_second"], 1),
+            "decode_tokens_per_second": round(decode["predicted_per_second"], 1), "threads": r.threads}
 
-    rows = [measure("bundled", k) for k in slots]
-    shipped = measure("bundled-q4_1", default_slots)
-    by = {row["n_parallel"]: row for row in rows}
-    sequential = by[slots[0]]
-    return {"runs": rows + [shipped],
-            "default_slots": default_slots,
-            "q8_0_vs_shipped_q4_1": round(by[default_slots]["answers_per_second"] / shipped["answers_per_second"], 3),
-            "wrapper_vs_llamacpp_own_speed_sequential": round(sequential["tokens_per_second"] / sequential["llamacpp_own_tokens_per_second"], 3),
-            "default_answers_per_second": by[default_slots]["answers_per_second"],
-            "default_tokens_per_second_vs_llamacpp_decode_only_sequential":
-                round(by[default_slots]["tokens_per_second"] / sequential["llamacpp_decode_only_tokens_per_second"], 3),
-            "slots_speedup": {str(k): round(v["answers_per_second"] / sequential["answers_per_second"], 2) for k, v in by.items()}}
+
+def responders(default_slots: int = 8, answer_tokens: int = 96) -> dict:
+    """The responder at this machine's limit: llama.cpp's own prefill and decode speed, then the two
+    real workloads under the default configuration and one change at a time: slots, llama.cpp's prompt
+    cache (per request, and its host-memory copy of earlier prompts), one patient's prompts grouped on one
+    slot, and the Q4_1 file as shipped against the Q8_0 re-encoding."""
+    from .responders import Decoding
+
+    limit = compute_limit()
+    jobs = workloads()
+    decoding = Decoding(max_tokens=answer_tokens, temperature=0.0)
+    configurations = {
+        "default (Q8_0, prompt cache on)": {"n_parallel": default_slots},
+        "4 slots": {"n_parallel": 4},
+        "prompt cache off": {"n_parallel": default_slots, "cache_prompt": False},
+        "no host-memory prompt cache": {"n_parallel": default_slots, "cache_ram_mib": 0},
+        "one patient's prompts grouped on one slot": {"n_parallel": default_slots, "grouped": True},
+        "Q4_1 as shipped": {"n_parallel": default_slots, "model": "bundled-q4_1"},
+        "server in the notebook's process": {"n_parallel": default_slots, "in_process": True},
+        # last: once PyTorch has run with two threads in this process, an in-process server stays slow
+        "BERTScore between batches (as notebook 04)": {"n_parallel": default_slots, "torch_between": True},
+        "server in the notebook's process, BERTScore between batches": {"n_parallel": default_slots, "in_process": True,
+                                                                         "torch_between": True},
+    }
+    rows = []
+    for name, options in configurations.items():
+        for workload, batches in jobs.items():
+            if options.get("grouped") and workload == "rl":
+                continue  # an RL batch holds one prompt per patient: nothing to group
+            if options.get("torch_between") and workload != "rl":
+                continue  # only the RL alternates answering and PyTorch work
+            row = _measure(batches, decoding, **options)
+            row.update({"configuration": name, "workload": workload,
+                        "vs_prefill_limit": round(row["tokens_computed_per_second"] / limit["prefill_tokens_per_second"], 3)})
+            rows.append(row)
+            print(f"[bench] {name}, {workload}: {row['answers_per_second']} answers/s", flush=True)
+    default = {r["workload"]: r for r in rows if r["configuration"].startswith("default")}
+    effects = {f"{r['configuration']} · {r['workload']}": round(r["answers_per_second"] / default[r["workload"]]["answers_per_second"], 3)
+               for r in rows if not r["configuration"].startswith("default")}
+    return {"limit": limit, "runs": rows, "effect_vs_default": effects, "default_slots": default_slots, "answer_tokens": answer_tokens}
 
 
 def retrieval(sizes=(1_000, 10_000, 100_000, 1_000_000), dim: int = 128, k: int = 10, repeats: int = 3) -> list[dict]:
@@ -186,15 +264,19 @@ def markdown(result: dict) -> str:
                   + ", ".join(f"{k} {v}" for k, v in rep["refinement_time_split"].items()), ""]
     if result.get("responders"):
         r = result["responders"]
-        lines += ["## Responders (llama.cpp, bundled SmolLM2, 96-token greedy answers, no cache)", "",
-                  "| model | slots | answers/s | tokens/s | llama.cpp own tokens/s | llama.cpp decode-only tokens/s |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {x.get('model', '')} | {x['n_parallel']} | {x['answers_per_second']} | {x['tokens_per_second']} | {x['llamacpp_own_tokens_per_second']} | "
-                  f"{x['llamacpp_decode_only_tokens_per_second']} |" for x in r["runs"]]
-        lines += ["", f"Wrapper against llama.cpp's own speed (1 slot): {r['wrapper_vs_llamacpp_own_speed_sequential']}; "
-                  f"default ({r['default_slots']} slots) tokens/s against llama.cpp's sequential decode-only speed: "
-                  f"{r['default_tokens_per_second_vs_llamacpp_decode_only_sequential']}; slots speed-up: {r['slots_speedup']}; "
-                  f"Q8_0 (default) against the shipped Q4_1, {r['default_slots']} slots: {r['q8_0_vs_shipped_q4_1']}x", ""]
+        lim = r["limit"]
+        lines += [f"## Responder (llama.cpp, bundled SmolLM2, {r['answer_tokens']}-token deterministic answers, no answer cache)", "",
+                  f"This CPU's limit for this model ({lim['threads']} threads): llama.cpp prefills one {lim['prefill_tokens']}-token "
+                  f"prompt at {lim['prefill_tokens_per_second']} tokens/s and decodes one sequence at {lim['decode_tokens_per_second']} "
+                  "tokens/s.", "",
+                  "| configuration | workload | answers | answers/s | tokens computed/s | share of the prefill limit | "
+                  "prompt tokens from cache | effect vs default |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for x in r["runs"]:
+            effect = r["effect_vs_default"].get(f"{x['configuration']} · {x['workload']}", 1.0)
+            lines.append(f"| {x['configuration']} | {x['workload']} | {x['answers']} | {x['answers_per_second']} | "
+                         f"{x['tokens_computed_per_second']} | {x['vs_prefill_limit']} | {x['prompt_tokens_from_cache']} of "
+                         f"{x['prompt_tokens']} | {effect}x |")
+        lines.append("")
     if result.get("retrieval"):
         lines += ["## Retrieval (cosine top-10, 128 dimensions)", "", "| pool patients | seconds per query |", "|---:|---:|"]
         lines += [f"| {x['pool']:,} | {x['seconds_per_query']} |" for x in result["retrieval"]] + [""]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from .cohort import CohortError, DataOptions
 from .filtering import filter_and_split
 
@@ -25,10 +23,6 @@ OPTION_FLAGS = {  # what an error mentions -> the check-data flag that answers i
     "allow_future_dates": "--allow-future-dates (dates shifted into the future by de-identification)",
     "units": "cohort.json: \"units\": {\"name\": \"unit\"}, or \"options\": {\"plausibility\": {\"name\": [low, high]}}",
 }
-
-
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_string(index=False, max_colwidth=70)
 
 
 def check_data(path: str | Path, options: dict | None = None, min_coverage: float = 0.3, min_patients: int = 30) -> tuple[bool, str]:
@@ -51,9 +45,12 @@ def check_data(path: str | Path, options: dict | None = None, min_coverage: floa
                   f"{summary['labels']} labels; examinations from {summary['first_exam']} to {summary['last_exam']}; "
                   f"doctors' replies: {'yes' if cohort.has_replies else 'no (filtering, prediction and retrieval only)'}."]
     result = filter_and_split(cohort, min_coverage=min_coverage, min_patients=min_patients)
-    log = result.log.table()
-    lines += ["", f"What loading cleaned and the filters (min_coverage {min_coverage}, min_patients {min_patients}) would remove:",
-              _table(log.assign(detail=log["detail"].str.slice(0, 70)))]
+    lines += ["", f"What loading cleaned, and what the filters (min_coverage {min_coverage}, min_patients {min_patients}) "
+                  "would remove:"]
+    for row in result.log.rows:
+        count = f"{row['removed']} {row['unit']}".strip() if row["removed"] or row["unit"] else ""
+        detail = f" ({row['detail'][:100]}{'…' if len(row['detail']) > 100 else ''})" if row["detail"] else ""
+        lines.append(f"  - [{row['step']}] {row['reason']}" + (f": {count}" if count else "") + detail)
     kept = result.cohort.summary()
     counts = result.split.value_counts()
     lines += ["", f"Kept: {kept['patients']} patients, {kept['records']} examinations, {kept['indicators']} indicators, "

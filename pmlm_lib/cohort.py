@@ -23,9 +23,16 @@ import pandas as pd
 
 from .dates import DateProblem, ParsedTimes, parse_times
 from .indicators import INDICATOR_BY_NAME
+from .quality import (
+    QUALITY_MODES,
+    UNIT_MIXUP_SHARE,
+    canonical_labels,
+    censored_values,
+    missing_token,
+    outside_limits,
+    plausible_limits,
+)
 from .reading import ReadError, read_csv
-from .quality import QUALITY_MODES, UNIT_MIXUP_SHARE, canonical_labels, censored_values, missing_token, outside_limits, \
-    plausible_limits
 
 EXAM_KEYS = ("patient_id", "exam_date")
 PATIENT_REQUIRED = ("patient_id", "label")
@@ -94,7 +101,7 @@ class DataOptions:
             raise CohortError(f"on_quality must be one of {', '.join(QUALITY_MODES)}, not {self.on_quality!r}")
 
     @classmethod
-    def from_dict(cls, values: dict | None, where: str = "data options") -> "DataOptions":
+    def from_dict(cls, values: dict | None, where: str = "data options") -> DataOptions:
         values = dict(values or {})
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
@@ -118,7 +125,7 @@ def _times(values: pd.Series, source: TableSource, column: str, options: DataOpt
     except DateProblem as problem:
         _fail(source, problem.row, column, problem.problem, problem.fix)
     _check_dates(parsed.values, source, column, options.allow_future_dates)
-    log += [_note(f"{source.path}, {column}: {what}", n, detail) for what, n, detail in parsed.notes]
+    log += [_note(f"{Path(source.path).name}, {column}: {what}", n, detail) for what, n, detail in parsed.notes]
     return parsed
 
 
@@ -226,7 +233,7 @@ class Cohort:
         options: DataOptions | None = None,
         load_log: list[dict] | None = None,
         **meta,
-    ) -> "Cohort":
+    ) -> Cohort:
         """Validate raw tables and return a typed cohort, or raise one clear CohortError."""
         es = exams_source or TableSource("exams table")
         ps = patients_source or TableSource("patients table")
@@ -391,13 +398,13 @@ class Cohort:
     def label_of(self, patient_id: str) -> str:
         return self.patients.set_index("patient_id").at[patient_id, "label"]
 
-    def subset(self, patient_ids) -> "Cohort":
+    def subset(self, patient_ids) -> Cohort:
         keep = set(patient_ids)
         return self._replace(self.exams[self.exams["patient_id"].isin(keep)].reset_index(drop=True),
                              self.patients[self.patients["patient_id"].isin(keep)].reset_index(drop=True),
                              self.indicators)
 
-    def _replace(self, exams, patients, indicators) -> "Cohort":
+    def _replace(self, exams, patients, indicators) -> Cohort:
         return Cohort(exams=exams, patients=patients, indicators=list(indicators), name=self.name,
                       calendar_dates=self.calendar_dates,
                       units={k: v for k, v in self.units.items() if k in indicators},
@@ -430,7 +437,7 @@ class Cohort:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Cohort":
+    def load(cls, folder: str | Path) -> Cohort:
         """Read a folder written by `save`, or any folder with exams and patients tables (CSV or Parquet)."""
         return load_folder(folder)
 

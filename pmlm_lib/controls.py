@@ -31,7 +31,7 @@ def random_deletion(prompt: str, n: int, rng: np.random.Generator, min_words: in
     return join(words), deleted
 
 
-def random_deletion_prompts(prompts: "pd.Series | dict", n: int, seed: int, min_words: int = 5) -> dict[str, str]:
+def random_deletion_prompts(prompts: pd.Series | dict, n: int, seed: int, min_words: int = 5) -> dict[str, str]:
     """The random-deletion control for many patients; each patient's draw depends on (seed, position)."""
     return {pid: random_deletion(p, n, np.random.default_rng([seed, i]), min_words)[0] for i, (pid, p) in enumerate(dict(prompts).items())}
 

@@ -159,7 +159,7 @@ class PromptEditor:
         return out
 
     def edit_table(self, tasks: list[EditTask], mode: str = "greedy", seed: int = 0, samples: int = 8,
-                   n_steps: int | None = None) -> "pd.DataFrame":
+                   n_steps: int | None = None) -> pd.DataFrame:
         """One row per patient: s_0, the edited prompt, its trace and the policy's log-probability of it."""
         import pandas as pd
 
@@ -169,7 +169,7 @@ class PromptEditor:
         return pd.DataFrame(rows).set_index("patient_id")
 
     def edit_prompts(self, patient_ids: list[str], prompts, x_prime: np.ndarray, mode: str = "greedy", seed: int = 0,
-                     samples: int = 8, n_steps: int | None = None) -> "pd.Series":
+                     samples: int = 8, n_steps: int | None = None) -> pd.Series:
         """The edited prompts of these patients, by patient (for the ablations' and sweeps' coarse prompts)."""
         return self.edit_table(tasks_for(patient_ids, prompts, x_prime), mode, seed, samples, n_steps)["refined_prompt"]
 

@@ -90,7 +90,7 @@ def edited_types(prompt: str, positions: list[int], operations: list[str] | None
     return edited
 
 
-def edited_words_by_epoch(log: list[dict], prompts: "dict | pd.Series", top: int = 10) -> "pd.DataFrame":
+def edited_words_by_epoch(log: list[dict], prompts: dict | pd.Series, top: int = 10) -> pd.DataFrame:
     """What the policy learned: for each epoch, the share of its episodes that edited each word
     (words lower-cased, punctuation stripped); the `top` words of the last epoch, epochs as columns."""
     import pandas as pd

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import COLUMNS, Metrics, paired_test
-from .responders import Decoding, RawDataRefused, contains_raw_values
+from .responders import Decoding, RawDataRefused
 
 BEFORE = "before (Figure 5, raw data)"
 PMLM = "PMLM"
@@ -81,7 +81,7 @@ def answer_rows(rows: pd.DataFrame, responder, settings: dict[str, Setting], res
         try:
             part["answer"] = responder.answer(part["prompt"].tolist(), decoding, progress=True)
         except RawDataRefused as refused:
-            keep = ~part["prompt"].map(contains_raw_values)
+            keep = ~part["prompt"].map(responder.guard)
             progress(f"{responder_name}: {int((~keep).sum())} raw-data prompt(s) not sent ({refused.__class__.__name__}); "
                      "set allow_raw_data in the responder spec to include the 'before' row")
             part = part[keep].copy()

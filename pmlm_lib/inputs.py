@@ -20,6 +20,7 @@ from .representation import Standardizer, concatenated
 from .responders import Decoding
 from .sources import filtered_cohort
 
+
 @dataclass
 class RunInputs:
     run: object
@@ -38,7 +39,7 @@ class RunInputs:
     _editor: object = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, run, refinement: bool = True) -> "RunInputs":
+    def load(cls, run, refinement: bool = True) -> RunInputs:
         """The outputs of notebooks 01-03, and of 04 when `refinement` (a missing one is an error)."""
         cohort, split = filtered_cohort(run)
         encoder, standardizer, meta = retrieval.load_encoder(run.require("encoder.pt", made_by="03_peer_retrieval"))

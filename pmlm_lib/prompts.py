@@ -82,7 +82,7 @@ def join(words: list[str]) -> str:
     return "".join(words).strip()
 
 
-def coarse_prompts(predicted: "pd.Series", peers: "pd.DataFrame", k: int) -> "pd.DataFrame":
+def coarse_prompts(predicted: pd.Series, peers: pd.DataFrame, k: int) -> pd.DataFrame:
     """s_0 of every patient: the predicted label and the top-k peers (from retrieval.peer_table)."""
     import pandas as pd
 

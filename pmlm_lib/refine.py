@@ -251,7 +251,7 @@ def episodes_for(cohort, patient_ids: list[str], prompts, x_prime: np.ndarray) -
 
 
 def compare_inference_modes(editor: PromptEditor, reward: AnswerReward, episodes: list[Episode], modes=None, seed: int = 0,
-                            samples: int = 8) -> "pd.DataFrame":
+                            samples: int = 8) -> pd.DataFrame:
     """How each inference mode of the trained policy does on patients with replies (validation
     patients: test patients never choose anything). Every mode's edited prompts, s_0 and random
     deletion of n words are answered with the refinement's responder and decoding in one batch and

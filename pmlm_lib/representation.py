@@ -17,14 +17,14 @@ class Standardizer:
     def __init__(self, mean: np.ndarray | None = None, std: np.ndarray | None = None):
         self.mean, self.std = mean, std
 
-    def fit(self, values: np.ndarray) -> "Standardizer":
+    def fit(self, values: np.ndarray) -> Standardizer:
         self.mean = np.nan_to_num(np.nanmean(values, axis=0))
         std = np.nan_to_num(np.nanstd(values, axis=0))
         self.std = np.where(std > 1e-9, std, 1.0)
         return self
 
     @classmethod
-    def of_patients(cls, cohort: Cohort, patient_ids) -> "Standardizer":
+    def of_patients(cls, cohort: Cohort, patient_ids) -> Standardizer:
         rows = cohort.exams[cohort.exams["patient_id"].isin(set(patient_ids))]
         return cls().fit(rows[cohort.indicators].to_numpy(dtype=float))
 
@@ -35,7 +35,7 @@ class Standardizer:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Standardizer":
+    def from_state(cls, state: dict) -> Standardizer:
         return cls(np.array(state["mean"]), np.array(state["std"]))
 
 

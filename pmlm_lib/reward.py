@@ -128,8 +128,8 @@ class AnswerReward:
         self.scored_before: dict[tuple[str, str], float] = {}
 
     def answer(self, prompts: list[str]) -> list[str]:
-        with self.timer("answers"):
-            return self.responder.answer(prompts, self.decoding)
+        with self.timer("answers"):  # a progress bar for the big batches (every s_0 of the pool, the inference modes)
+            return self.responder.answer(prompts, self.decoding, progress=len(prompts) > 16)
 
     def prepare(self, prompts: list[str]) -> None:
         """Answer many prompts up front in one batch (every s_0 of the pool): the responder's slots

@@ -14,7 +14,7 @@ left out is said in the last line, never cut silently. Numbers keep the indicato
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 

@@ -1,8 +1,8 @@
 """Loaders for the public sets and MEDS streams produce valid cohorts."""
 
 import pandas as pd
-
 from conftest import needs_public_data
+
 from pmlm_lib import adapters, filtering
 
 

@@ -4,8 +4,8 @@ import ast
 import json
 
 import pytest
-
 from conftest import REPO
+
 from pmlm_lib.notebook_hygiene import problems
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -5,10 +5,10 @@ import pytest
 
 from pmlm_lib import filtering, synthetic
 from pmlm_lib.predictors import load_predictor, make_predictor
-from pmlm_lib.representation import padded_tensor
-from pmlm_lib.sampling import labels_of
 from pmlm_lib.predictors.study import fit_cached, run_study
 from pmlm_lib.predictors.summary import summary_features
+from pmlm_lib.representation import padded_tensor
+from pmlm_lib.sampling import labels_of
 
 
 @pytest.fixture(scope="module")
