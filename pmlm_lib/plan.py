@@ -211,12 +211,13 @@ def make_plan(profile: str, data: str | None = None, overrides: dict | None = No
         share_new = 1 - min(1.0, plan.cached / total) if total else 0.0
         local = sum(r.answers * (r.prompt_tokens + r.answer_tokens) for r in plan.requests if r.responder in (BUNDLED, "bundled + LoRA"))
         overhead, plan.basis = DEFAULT_OVERHEAD.get(nb.stem, 15), "default overhead"
-        previous = [r for _, r in _answer_logs(reports_dir) if r.get("profile") == prof["name"] and r.get("status") == "ok"]
-        if previous:
-            done = {n["notebook"]: n for n in previous[0]["notebooks"]}
-            spent = actual(reports_dir / previous[0]["run"]).get(nb.stem, {}).get("wall_seconds", 0.0)
-            if nb.stem in done:
-                overhead, plan.basis = max(0.0, done[nb.stem]["wall_seconds"] - spent), f"overhead of run {previous[0]['run']}"
+        for run_dir, record in _answer_logs(reports_dir):  # the newest run of this profile that measured this notebook
+            done = {n["notebook"]: n for n in record.get("notebooks", []) if n.get("status") == "ok"}
+            logged = (run_dir / "logs" / f"{nb.stem}.answers.jsonl").exists()
+            if record.get("profile") == prof["name"] and nb.stem in done and (logged or not plan.requests):
+                spent = actual(run_dir).get(nb.stem, {}).get("wall_seconds", 0.0)
+                overhead, plan.basis = max(0.0, done[nb.stem]["wall_seconds"] - spent), f"overhead of run {run_dir.name}"
+                break
         plan.minutes = (overhead + share_new * local / rate) / 60
         for r in plan.requests:
             price = prices.get(r.responder)
