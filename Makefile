@@ -5,20 +5,28 @@ PROFILE ?= default
 RUN    ?=
 ARGS   ?=
 
-.PHONY: setup report test test-fast lab strip bench
+.PHONY: setup report test test-fast lint lab strip bench plan
 setup:
 	@bash scripts/setup_env.sh
 
 report: setup  ## regenerate the whole report on the embedded data (profile: default)
 	$(PY) -m pmlm_lib.cli report --profile $(PROFILE) $(if $(RUN),--run $(RUN)) $(ARGS)
 
-test: setup  ## the whole test suite (unit tests and the smoke pipeline)
+plan: setup  ## what the report will ask of the LLMs, and how long it should take here
+	$(PY) -m pmlm_lib.cli plan --profile $(PROFILE) $(ARGS)
+
+lint: setup  ## ruff on the library, the tests and the notebooks
+	$(VENV)/bin/ruff check .
+
+test: lint  ## the whole test suite (lint, unit tests, the smoke pipeline, the browser test)
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: setup  ## unit tests only
+test-fast: lint  ## lint and unit tests only
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-lab: setup  ## JupyterLab on notebooks/, in the project's environment
+lab: setup  ## JupyterLab on notebooks/, reading the newest complete run (reports/latest; a smoke run first if there is none)
+	@[ -e reports/latest ] || { echo "No report yet: running the smoke profile first (a few minutes) so that the notebooks have a run to read." >&2; \
+	  $(PY) -m pmlm_lib.cli report --profile smoke; }
 	$(VENV)/bin/jupyter lab notebooks/
 
 strip: setup  ## remove outputs from stored notebooks (keeps tags such as `parameters`)

@@ -23,8 +23,10 @@ def check_library() -> None:
     expected = os.environ.get("PMLM_REPO_ROOT")
     here = Path(__file__).resolve().parents[1]
     if expected and Path(expected).resolve() != here:
-        raise RuntimeError(f"this notebook imported pmlm_lib from {here}, but the report runs the checkout {expected}. "
-                           f"Run `make setup` in {expected} (each clone has its own .venv), or run the report from {here}.")
+        raise RuntimeError(
+            f"this notebook imported pmlm_lib from {here}, but the report runs the checkout {expected}. "
+            f"Run `make setup` in {expected} (each clone has its own .venv), or run the report from {here}."
+        )
 
 
 class RunFolder:
@@ -37,9 +39,11 @@ class RunFolder:
         self.root = given.resolve()
         self.step = step
         if not self.root.exists() and given.name == "latest":
-            raise FileNotFoundError(f"{given} does not exist: no report has been run here yet. Run `make report` (or "
-                                    "`make report PROFILE=smoke`, a few minutes) first, or set run_dir to a run folder "
-                                    "under reports/.")
+            raise FileNotFoundError(
+                f"{given} does not exist: no report has been run here yet. Run `make report` (or "
+                "`make report PROFILE=smoke`, a few minutes) first, or set run_dir to a run folder "
+                "under reports/."
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.root / "artifacts" / f"{step}.json"
         self.entries: list[dict] = []
@@ -53,8 +57,11 @@ class RunFolder:
         if not record.exists():
             return f"Run folder {self.root} (a new run)"
         info = json.loads(record.read_text(encoding="utf-8"))
-        return (f"Run folder {self.root}: run {info.get('run')}, profile {info.get('profile')}, data {info.get('data')}, "
-                f"{info.get('status')} (started {info.get('started')}); this notebook ({self.step}) writes its outputs there")
+        return (
+            f"Run folder {self.root}: run {info.get('run')}, profile {info.get('profile')}, data {info.get('data')}, "
+            f"{info.get('status')} (started {info.get('started')}); this notebook ({self.step}) writes its outputs "
+            "there"
+        )
 
     def path(self, *parts: str) -> Path:
         """A path inside the run folder (its parent folder is created)."""
@@ -69,8 +76,9 @@ class RunFolder:
         """An input another notebook wrote; a clear error when it is not there yet."""
         p = self.root.joinpath(*parts)
         if not p.exists():
-            raise FileNotFoundError(f"{p} is missing: run {made_by} first with the same run_dir "
-                                    f"(pmlm report runs the notebooks in order).")
+            raise FileNotFoundError(
+                f"{p} is missing: run {made_by} first with the same run_dir (pmlm report runs the notebooks in order)."
+            )
         return p
 
     def _save_manifest(self) -> None:
@@ -80,17 +88,27 @@ class RunFolder:
         self.entries = [e for e in self.entries if e["name"] != entry["name"]] + [entry]
         self._save_manifest()
 
-    def table(self, df: pd.DataFrame, name: str, caption: str, *, index: bool = True, floatfmt: str = ".4g") -> pd.DataFrame:
+    def table(
+        self, df: pd.DataFrame, name: str, caption: str, *, index: bool = True, floatfmt: str = ".4g"
+    ) -> pd.DataFrame:
         """Save a table (CSV for machines, Markdown for people, HTML for the report); return it for display.
         People see an empty cell where a value is missing, never NaN or <NA>."""
         csv_path = self.path("tables", f"{name}.csv")
         atomic_write_text(csv_path, df.to_csv(index=index))
         readable = readable_table(df, floatfmt)
-        atomic_write_text(self.path("tables", f"{name}.md"), f"{caption}\n\n" + readable.to_markdown(index=index) + "\n")
+        atomic_write_text(
+            self.path("tables", f"{name}.md"), f"{caption}\n\n" + readable.to_markdown(index=index) + "\n"
+        )
         html = readable.to_html(index=index, border=0, classes="table", escape=True)
         atomic_write_text(self.path("tables", f"{name}.html"), html)
-        self._add({"kind": "table", "name": name, "caption": caption,
-                   "files": [str(csv_path.relative_to(self.root)), f"tables/{name}.md", f"tables/{name}.html"]})
+        self._add(
+            {
+                "kind": "table",
+                "name": name,
+                "caption": caption,
+                "files": [str(csv_path.relative_to(self.root)), f"tables/{name}.md", f"tables/{name}.html"],
+            }
+        )
         return df
 
     def figure(self, fig, name: str, caption: str):
@@ -98,7 +116,14 @@ class RunFolder:
         png, svg = self.path("figures", f"{name}.png"), self.path("figures", f"{name}.svg")
         fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
         fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})
-        self._add({"kind": "figure", "name": name, "caption": caption, "files": [f"figures/{name}.png", f"figures/{name}.svg"]})
+        self._add(
+            {
+                "kind": "figure",
+                "name": name,
+                "caption": caption,
+                "files": [f"figures/{name}.png", f"figures/{name}.svg"],
+            }
+        )
         return fig
 
     def text(self, name: str, caption: str, body: str) -> str:
@@ -110,7 +135,9 @@ class RunFolder:
 
     def findings(self, heading: str, sentences: list[str]) -> list[str]:
         """What the run found, in sentences generated from its numbers: the report page opens with them."""
-        self.found = [f for f in self.found if f["heading"] != heading] + [{"heading": heading, "sentences": list(sentences)}]
+        self.found = [f for f in self.found if f["heading"] != heading] + [
+            {"heading": heading, "sentences": list(sentences)}
+        ]
         self._save_manifest()
         return sentences
 
@@ -131,7 +158,9 @@ def readable_table(df: pd.DataFrame, floatfmt: str = ".4g") -> pd.DataFrame:
         if pd.api.types.is_float_dtype(values):
             out[column] = [format(v, floatfmt) if pd.notna(v) else "" for v in values]
         else:
-            out[column] = ["" if v is None or (not isinstance(v, (list, tuple, dict)) and pd.isna(v)) else v for v in values]
+            out[column] = [
+                "" if v is None or (not isinstance(v, (list, tuple, dict)) and pd.isna(v)) else v for v in values
+            ]
     return out
 
 

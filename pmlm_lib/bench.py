@@ -25,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-TARGETS = {"report_minutes": 20.0, "peak_memory_gib": 6.0, "refinement_share_outside_answers": 0.10, "second_run_speedup": 5.0}
+TARGETS = {
+    "report_minutes": 20.0,
+    "peak_memory_gib": 6.0,
+    "refinement_share_outside_answers": 0.10,
+    "second_run_speedup": 5.0,
+}
 
 
 def _timed_report(profile: str, run: str, reports_dir: Path) -> dict:
@@ -35,10 +40,16 @@ def _timed_report(profile: str, run: str, reports_dir: Path) -> dict:
     run_dir = run_report(profile=profile, run=run, reports_dir=reports_dir)
     wall = time.perf_counter() - start
     record = json.loads((run_dir / "run.json").read_text())
-    notebooks = [{"notebook": n["notebook"], "wall_seconds": n["wall_seconds"], "peak_memory_mb": n["peak_memory_mb"]}
-                 for n in record["notebooks"]]
-    return {"run_dir": str(run_dir), "wall_seconds": round(wall, 1), "notebooks": notebooks,
-            "peak_memory_mb": max(n["peak_memory_mb"] or 0 for n in notebooks)}
+    notebooks = [
+        {"notebook": n["notebook"], "wall_seconds": n["wall_seconds"], "peak_memory_mb": n["peak_memory_mb"]}
+        for n in record["notebooks"]
+    ]
+    return {
+        "run_dir": str(run_dir),
+        "wall_seconds": round(wall, 1),
+        "notebooks": notebooks,
+        "peak_memory_mb": max(n["peak_memory_mb"] or 0 for n in notebooks),
+    }
 
 
 def report(profile: str, reports_dir: Path) -> dict:
@@ -47,22 +58,30 @@ def report(profile: str, reports_dir: Path) -> dict:
     first run."""
     import shutil
 
-    for run in (f"bench-{profile}-first", f"bench-{profile}-second"):
+    name = Path(profile).stem  # a profile file's name, not its path
+    for run in (f"bench-{name}-first", f"bench-{name}-second"):
         shutil.rmtree(Path(reports_dir) / run, ignore_errors=True)
     previous = os.environ.get("PMLM_CACHE")
     with tempfile.TemporaryDirectory(prefix="pmlm-bench-cache-") as cold:
         os.environ["PMLM_CACHE"] = cold
         try:
-            first = _timed_report(profile, f"bench-{profile}-first", reports_dir)
-            second = _timed_report(profile, f"bench-{profile}-second", reports_dir)
+            first = _timed_report(profile, f"bench-{name}-first", reports_dir)
+            second = _timed_report(profile, f"bench-{name}-second", reports_dir)
         finally:
             if previous is None:
                 os.environ.pop("PMLM_CACHE", None)
             else:
                 os.environ["PMLM_CACHE"] = previous
-    refinement = json.loads((Path(first["run_dir"]) / "results" / "rl_refinement.json").read_text()).get("time_split", {})
-    return {"profile": profile, "first": first, "second": second,
-            "second_run_speedup": round(first["wall_seconds"] / second["wall_seconds"], 2), "refinement_time_split": refinement}
+    refinement = json.loads((Path(first["run_dir"]) / "results" / "rl_refinement.json").read_text()).get(
+        "time_split", {}
+    )
+    return {
+        "profile": profile,
+        "first": first,
+        "second": second,
+        "second_run_speedup": round(first["wall_seconds"] / second["wall_seconds"], 2),
+        "refinement_time_split": refinement,
+    }
 
 
 def workloads(patients: int = 24, eval_patients: int = 8, seed: int = 5) -> dict[str, list]:
@@ -81,7 +100,10 @@ def workloads(patients: int = 24, eval_patients: int = 8, seed: int = 5) -> dict
     rng = np.random.default_rng(seed)
 
     def s0(pid, prediction=True, k=10):
-        peers = [(labels[ids[int(j)]], round(0.95 - 0.01 * r, 2)) for r, j in enumerate(rng.choice(len(ids), k, replace=False))]
+        peers = [
+            (labels[ids[int(j)]], round(0.95 - 0.01 * r, 2))
+            for r, j in enumerate(rng.choice(len(ids), k, replace=False))
+        ]
         return coarse_prompt(labels[pid] if prediction else None, peers)
 
     rl = [(random_deletion(s0(pid), 10, rng)[0], pid) for pid in ids[:patients]]
@@ -90,13 +112,20 @@ def workloads(patients: int = 24, eval_patients: int = 8, seed: int = 5) -> dict
     evaluation = []
     for pid in held:
         coarse = s0(pid)
-        evaluation += [(raw[pid], pid), (coarse, pid), (random_deletion(coarse, 10, rng)[0], pid), (random_deletion(coarse, 10, rng)[0], pid),
-                       (s0(pid, prediction=False), pid), (s0(pid, k=0), pid)]
-    return {"rl": [rl[i:i + 8] for i in range(0, len(rl), 8)], "evaluation": [evaluation]}
+        evaluation += [
+            (raw[pid], pid),
+            (coarse, pid),
+            (random_deletion(coarse, 10, rng)[0], pid),
+            (random_deletion(coarse, 10, rng)[0], pid),
+            (s0(pid, prediction=False), pid),
+            (s0(pid, k=0), pid),
+        ]
+    return {"rl": [rl[i : i + 8] for i in range(0, len(rl), 8)], "evaluation": [evaluation]}
 
 
-def _measure(workload: list[list[tuple[str, str]]], decoding, grouped: bool = False, torch_between: bool = False,
-             **options) -> dict:
+def _measure(
+    workload: list[list[tuple[str, str]]], decoding, grouped: bool = False, torch_between: bool = False, **options
+) -> dict:
     """One responder configuration on one workload (a fresh server, no answer cache): answers per
     second, and tokens per second processed (prompt tokens computed + answer tokens) and served (the
     prompt tokens taken from llama.cpp's prompt cache counted too). `torch_between` scores each batch's
@@ -123,10 +152,16 @@ def _measure(workload: list[list[tuple[str, str]]], decoding, grouped: bool = Fa
     cached = sum(x.get("cache_n", 0) for x in t)
     r.close()
     answers = sum(len(b) for b in workload)
-    return {"answers": answers, "wall_seconds": round(wall, 1), "answers_per_second": round(answers / wall, 3),
-            "tokens_computed_per_second": round(computed / wall, 1), "tokens_served_per_second": round((computed + cached) / wall, 1),
-            "prompt_tokens_from_cache": cached, "prompt_tokens": sum(x["prompt_n"] for x in t) + cached,
-            "answer_tokens": sum(x["predicted_n"] for x in t)}
+    return {
+        "answers": answers,
+        "wall_seconds": round(wall, 1),
+        "answers_per_second": round(answers / wall, 3),
+        "tokens_computed_per_second": round(computed / wall, 1),
+        "tokens_served_per_second": round((computed + cached) / wall, 1),
+        "prompt_tokens_from_cache": cached,
+        "prompt_tokens": sum(x["prompt_n"] for x in t) + cached,
+        "answer_tokens": sum(x["predicted_n"] for x in t),
+    }
 
 
 def compute_limit(threads: int | None = None) -> dict:
@@ -136,13 +171,19 @@ def compute_limit(threads: int | None = None) -> dict:
     from .responders.llamacpp import LlamaCppResponder
 
     r = LlamaCppResponder(n_parallel=1, ctx_per_slot=4096, use_cache=False, threads=threads)
-    text = " ".join(f"Examination {i}: haemoglobin 112 g/L, platelets 158, white cells 11.2, ALT 41 U/L." for i in range(14))
+    text = " ".join(
+        f"Examination {i}: haemoglobin 112 g/L, platelets 158, white cells 11.2, ALT 41 U/L." for i in range(14)
+    )
     r.answer(["Hello."], Decoding(max_tokens=4))
     prefill = r.chat(text, Decoding(max_tokens=1))["timings"]
     decode = r.chat("Write a long letter to a pregnant patient about her diet.", Decoding(max_tokens=256))["timings"]
     r.close()
-    return {"prefill_tokens": prefill["prompt_n"], "prefill_tokens_per_second": round(prefill["prompt_per_second"], 1),
-            "decode_tokens_per_second": round(decode["predicted_per_second"], 1), "threads": r.threads}
+    return {
+        "prefill_tokens": prefill["prompt_n"],
+        "prefill_tokens_per_second": round(prefill["prompt_per_second"], 1),
+        "decode_tokens_per_second": round(decode["predicted_per_second"], 1),
+        "threads": r.threads,
+    }
 
 
 def responders(default_slots: int = 8, answer_tokens: int = 96) -> dict:
@@ -165,8 +206,11 @@ def responders(default_slots: int = 8, answer_tokens: int = 96) -> dict:
         "server in the notebook's process": {"n_parallel": default_slots, "in_process": True},
         # last: once PyTorch has run with two threads in this process, an in-process server stays slow
         "BERTScore between batches (as notebook 04)": {"n_parallel": default_slots, "torch_between": True},
-        "server in the notebook's process, BERTScore between batches": {"n_parallel": default_slots, "in_process": True,
-                                                                         "torch_between": True},
+        "server in the notebook's process, BERTScore between batches": {
+            "n_parallel": default_slots,
+            "in_process": True,
+            "torch_between": True,
+        },
     }
     rows = []
     for name, options in configurations.items():
@@ -176,14 +220,106 @@ def responders(default_slots: int = 8, answer_tokens: int = 96) -> dict:
             if options.get("torch_between") and workload != "rl":
                 continue  # only the RL alternates answering and PyTorch work
             row = _measure(batches, decoding, **options)
-            row.update({"configuration": name, "workload": workload,
-                        "vs_prefill_limit": round(row["tokens_computed_per_second"] / limit["prefill_tokens_per_second"], 3)})
+            row.update(
+                {
+                    "configuration": name,
+                    "workload": workload,
+                    "vs_prefill_limit": round(
+                        row["tokens_computed_per_second"] / limit["prefill_tokens_per_second"], 3
+                    ),
+                }
+            )
             rows.append(row)
             print(f"[bench] {name}, {workload}: {row['answers_per_second']} answers/s", flush=True)
     default = {r["workload"]: r for r in rows if r["configuration"].startswith("default")}
-    effects = {f"{r['configuration']} · {r['workload']}": round(r["answers_per_second"] / default[r["workload"]]["answers_per_second"], 3)
-               for r in rows if not r["configuration"].startswith("default")}
-    return {"limit": limit, "runs": rows, "effect_vs_default": effects, "default_slots": default_slots, "answer_tokens": answer_tokens}
+    effects = {
+        f"{r['configuration']} · {r['workload']}": round(
+            r["answers_per_second"] / default[r["workload"]]["answers_per_second"], 3
+        )
+        for r in rows
+        if not r["configuration"].startswith("default")
+    }
+    return {
+        "limit": limit,
+        "runs": rows,
+        "effect_vs_default": effects,
+        "default_slots": default_slots,
+        "answer_tokens": answer_tokens,
+    }
+
+
+def devices(
+    device: str = "auto", prompts: int = 16, pairs: int = 64, lora_examples: int = 8, answer_tokens: int = 64
+) -> dict:
+    """What a GPU user runs, measured on one device ("auto": CUDA when present): the transformers responder
+    (the bundled SmolLM2, converted) answering coarse prompts in batches of 8, BERTScore, the word
+    embeddings of prompt states, and LoRA training steps of the bundled LM (as the LM predictor and the
+    reply model train). `pmlm bench --parts devices` measures CUDA beside the CPU when a GPU is present."""
+    import torch
+
+    from .embedding import WordEmbedder
+    from .lora import add_lora, example, load_causal_lm, train_lora
+    from .models import device as pick_device
+    from .prompts import coarse_prompt, segment
+    from .responders import Decoding
+    from .responders.local import TransformersResponder
+    from .reward import BERTScoreReward
+    from .synthetic import generate
+
+    device = pick_device(device)
+    cohort = generate(n_patients=max(pairs, prompts, lora_examples), seed=2)
+    replies = cohort.patients["reference_reply"].tolist()
+    labels = cohort.patients["label"].tolist()
+    batch = [
+        coarse_prompt(labels[i], [(labels[(i + j) % len(labels)], 0.9 - 0.01 * j) for j in range(10)])
+        for i in range(prompts)
+    ]
+    out = {"device": device, "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None}
+
+    responder = TransformersResponder(batch_size=8, device=device, use_cache=False)
+    responder.answer(batch[:1], Decoding(max_tokens=4))
+    start = time.perf_counter()
+    responder.answer(batch, Decoding(max_tokens=answer_tokens))
+    out["transformers_answers_per_second"] = round(prompts / (time.perf_counter() - start), 3)
+    responder.close()
+
+    reward = BERTScoreReward(device=device)
+    answers = [r[: len(r) // 2] for r in replies[1:pairs] + replies[:1]]
+    reward.all_scores(answers[:2], replies[:2])
+    start = time.perf_counter()
+    reward.all_scores(answers[:pairs], replies[:pairs])
+    out["bertscore_pairs_per_second"] = round(pairs / (time.perf_counter() - start), 1)
+
+    embedder = WordEmbedder(device=device)
+    states = [segment(p) for p in batch]
+    embedder.embed(states[:1])
+    start = time.perf_counter()
+    embedder.embed([s[: len(s) - k] for s in states for k in (1, 2)])  # new states: nothing remembered
+    out["embedding_states_per_second"] = round(2 * prompts / (time.perf_counter() - start), 1)
+
+    model, tokenizer = load_causal_lm("bundled", device)
+    model = add_lora(model)
+    examples = [
+        example(tokenizer, tokenizer(p, add_special_tokens=False)["input_ids"][:256], r[:300])
+        for p, r in zip(batch[:lora_examples], replies[:lora_examples])
+    ]
+    start = time.perf_counter()
+    log = train_lora(model, tokenizer.pad_token_id, examples, epochs=1, batch_size=4, lr=1e-3, seed=0, device=device)
+    out["lora_steps_per_second"] = round(len(log) / (time.perf_counter() - start), 3)
+    out["lora_examples_per_second"] = round(len(examples) / (time.perf_counter() - start), 3)
+    return out
+
+
+def devices_side_by_side() -> dict:
+    """CUDA and the CPU on the same work (for the README's GPU section); an error without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(
+            "no CUDA device here: `pmlm bench --parts devices` measures a GPU beside the CPU; on this machine "
+            "every model already runs on the CPU (see the responders and report parts)"
+        )
+    return {"cuda": devices("cuda", prompts=64, pairs=256, lora_examples=32), "cpu": devices("cpu")}
 
 
 def retrieval(sizes=(1_000, 10_000, 100_000, 1_000_000), dim: int = 128, k: int = 10, repeats: int = 3) -> list[dict]:
@@ -224,70 +360,145 @@ def bertscore(pairs: int = 64) -> dict:
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(texts), 32):
-            enc = tokenizer(texts[i:i + 32], return_tensors="pt", padding=True, truncation=True, max_length=510)
+            enc = tokenizer(texts[i : i + 32], return_tensors="pt", padding=True, truncation=True, max_length=510)
             model(**enc)
     forward = time.perf_counter() - start
-    return {"pairs": pairs, "bertscore_pairs_per_second": round(pairs / scored, 1),
-            "encoder_forward_pairs_per_second": round(pairs / forward, 1), "bertscore_vs_forward": round(forward / scored, 3)}
+    return {
+        "pairs": pairs,
+        "bertscore_pairs_per_second": round(pairs / scored, 1),
+        "encoder_forward_pairs_per_second": round(pairs / forward, 1),
+        "bertscore_vs_forward": round(forward / scored, 3),
+    }
 
 
 def targets(result: dict) -> list[dict]:
     rows = []
     rep = result.get("report")
     if rep:
-        rows.append({"target": "whole report (first run) under 20 minutes", "value": f"{rep['first']['wall_seconds'] / 60:.1f} min",
-                     "met": rep["first"]["wall_seconds"] / 60 < TARGETS["report_minutes"]})
+        rows.append(
+            {
+                "target": "whole report (first run) under 20 minutes",
+                "value": f"{rep['first']['wall_seconds'] / 60:.1f} min",
+                "met": rep["first"]["wall_seconds"] / 60 < TARGETS["report_minutes"],
+            }
+        )
         peak = max(rep["first"]["peak_memory_mb"], rep["second"]["peak_memory_mb"]) / 1024
-        rows.append({"target": "peak memory under 6 GiB", "value": f"{peak:.2f} GiB", "met": peak < TARGETS["peak_memory_gib"]})
+        rows.append(
+            {"target": "peak memory under 6 GiB", "value": f"{peak:.2f} GiB", "met": peak < TARGETS["peak_memory_gib"]}
+        )
         share = rep["refinement_time_split"].get("share_outside_answers")
         if share is not None:
-            rows.append({"target": "refinement under 10% of its time outside answer generation", "value": f"{100 * share:.1f}%",
-                         "met": share < TARGETS["refinement_share_outside_answers"]})
-        rows.append({"target": "second run at least 5x faster", "value": f"{rep['second_run_speedup']:.1f}x",
-                     "met": rep["second_run_speedup"] >= TARGETS["second_run_speedup"]})
+            rows.append(
+                {
+                    "target": "refinement under 10% of its time outside answer generation",
+                    "value": f"{100 * share:.1f}%",
+                    "met": share < TARGETS["refinement_share_outside_answers"],
+                }
+            )
+        rows.append(
+            {
+                "target": "second run at least 5x faster",
+                "value": f"{rep['second_run_speedup']:.1f}x",
+                "met": rep["second_run_speedup"] >= TARGETS["second_run_speedup"],
+            }
+        )
     return rows
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# pmlm bench ({result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB, {result['started']})", ""]
+    lines = [
+        f"# pmlm bench ({result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB, {result['started']})",
+        "",
+    ]
     if result.get("targets"):
         lines += ["| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else 'NO'} |" for t in result["targets"]] + [""]
     rep = result.get("report")
     if rep:
-        lines += [f"## Report ({rep['profile']} profile)", "", "| notebook | first run s | peak MB | second run s | peak MB |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## Report ({rep['profile']} profile)",
+            "",
+            "| notebook | first run s | peak MB | second run s | peak MB |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for a, b in zip(rep["first"]["notebooks"], rep["second"]["notebooks"]):
-            lines.append(f"| {a['notebook']} | {a['wall_seconds']:.1f} | {a['peak_memory_mb']:.0f} | {b['wall_seconds']:.1f} | {b['peak_memory_mb']:.0f} |")
-        lines += [f"| **whole report** | **{rep['first']['wall_seconds']:.1f}** | | **{rep['second']['wall_seconds']:.1f}** | |", "",
-                  f"Second run speed-up: {rep['second_run_speedup']}x. Refinement time split (seconds): "
-                  + ", ".join(f"{k} {v}" for k, v in rep["refinement_time_split"].items()), ""]
+            lines.append(
+                f"| {a['notebook']} | {a['wall_seconds']:.1f} | {a['peak_memory_mb']:.0f} | {b['wall_seconds']:.1f} | "
+                f"{b['peak_memory_mb']:.0f} |"
+            )
+        lines += [
+            f"| **whole report** | **{rep['first']['wall_seconds']:.1f}** | | **{rep['second']['wall_seconds']:.1f}** "
+            "| |",
+            "",
+            f"Second run speed-up: {rep['second_run_speedup']}x. Refinement time split (seconds): "
+            + ", ".join(f"{k} {v}" for k, v in rep["refinement_time_split"].items()),
+            "",
+        ]
     if result.get("responders"):
         r = result["responders"]
         lim = r["limit"]
-        lines += [f"## Responder (llama.cpp, bundled SmolLM2, {r['answer_tokens']}-token deterministic answers, no answer cache)", "",
-                  f"This CPU's limit for this model ({lim['threads']} threads): llama.cpp prefills one {lim['prefill_tokens']}-token "
-                  f"prompt at {lim['prefill_tokens_per_second']} tokens/s and decodes one sequence at {lim['decode_tokens_per_second']} "
-                  "tokens/s.", "",
-                  "| configuration | workload | answers | answers/s | tokens computed/s | share of the prefill limit | "
-                  "prompt tokens from cache | effect vs default |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## Responder (llama.cpp, bundled SmolLM2, {r['answer_tokens']}-token deterministic answers, no answer "
+            "cache)",
+            "",
+            f"This CPU's limit for this model ({lim['threads']} threads): llama.cpp prefills one "
+            f"{lim['prefill_tokens']}-token "
+            f"prompt at {lim['prefill_tokens_per_second']} tokens/s and decodes one sequence at "
+            f"{lim['decode_tokens_per_second']} "
+            "tokens/s.",
+            "",
+            "| configuration | workload | answers | answers/s | tokens computed/s | share of the prefill limit | "
+            "prompt tokens from cache | effect vs default |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for x in r["runs"]:
             effect = r["effect_vs_default"].get(f"{x['configuration']} · {x['workload']}", 1.0)
-            lines.append(f"| {x['configuration']} | {x['workload']} | {x['answers']} | {x['answers_per_second']} | "
-                         f"{x['tokens_computed_per_second']} | {x['vs_prefill_limit']} | {x['prompt_tokens_from_cache']} of "
-                         f"{x['prompt_tokens']} | {effect}x |")
+            lines.append(
+                f"| {x['configuration']} | {x['workload']} | {x['answers']} | {x['answers_per_second']} | "
+                f"{x['tokens_computed_per_second']} | {x['vs_prefill_limit']} | {x['prompt_tokens_from_cache']} of "
+                f"{x['prompt_tokens']} | {effect}x |"
+            )
         lines.append("")
     if result.get("retrieval"):
-        lines += ["## Retrieval (cosine top-10, 128 dimensions)", "", "| pool patients | seconds per query |", "|---:|---:|"]
+        lines += [
+            "## Retrieval (cosine top-10, 128 dimensions)",
+            "",
+            "| pool patients | seconds per query |",
+            "|---:|---:|",
+        ]
         lines += [f"| {x['pool']:,} | {x['seconds_per_query']} |" for x in result["retrieval"]] + [""]
+    if result.get("devices"):
+        d = result["devices"]
+        lines += [
+            "## Devices (the same work on a GPU and on the CPU)",
+            "",
+            "| figure | cuda | cpu |",
+            "|---|---:|---:|",
+        ]
+        for key in (
+            "transformers_answers_per_second",
+            "bertscore_pairs_per_second",
+            "embedding_states_per_second",
+            "lora_steps_per_second",
+            "lora_examples_per_second",
+        ):
+            lines.append(f"| {key.replace('_', ' ')} | {d['cuda'][key]} | {d['cpu'][key]} |")
+        lines += ["", f"GPU: {d['cuda']['gpu']}", ""]
     if result.get("bertscore"):
         b = result["bertscore"]
-        lines += ["## BERTScore", "", f"{b['bertscore_pairs_per_second']} pairs/s against {b['encoder_forward_pairs_per_second']} pairs/s "
-                  f"for the encoder's forward pass alone on the same texts (ratio {b['bertscore_vs_forward']}).", ""]
+        lines += [
+            "## BERTScore",
+            "",
+            f"{b['bertscore_pairs_per_second']} pairs/s against {b['encoder_forward_pairs_per_second']} pairs/s "
+            f"for the encoder's forward pass alone on the same texts (ratio {b['bertscore_vs_forward']}).",
+            "",
+        ]
     return "\n".join(lines)
 
 
-def run_bench(parts: list[str], profile: str = "default", out_dir: Path | None = None, reports_dir: Path | None = None) -> Path:
+def run_bench(
+    parts: list[str], profile: str = "default", out_dir: Path | None = None, reports_dir: Path | None = None
+) -> Path:
     import datetime as dt
 
     import psutil
@@ -297,11 +508,17 @@ def run_bench(parts: list[str], profile: str = "default", out_dir: Path | None =
     reports_dir = Path(reports_dir or default_reports_dir())
     out = Path(out_dir or reports_dir / "bench")
     out.mkdir(parents=True, exist_ok=True)
-    result = {"started": dt.datetime.now().isoformat(timespec="seconds"),
-              "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}}
+    result = {
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
+    }
     slots = load_profile(profile)["parameters"].get("common", {}).get("n_parallel", 4)
-    steps = {"responders": lambda: responders(default_slots=slots), "retrieval": retrieval, "bertscore": bertscore,
-             "report": lambda: report(profile, reports_dir)}
+    steps = {
+        "responders": lambda: responders(default_slots=slots),
+        "retrieval": retrieval,
+        "bertscore": bertscore,
+        "report": lambda: report(profile, reports_dir),
+    }
     for part in parts:
         if part not in steps:
             raise ValueError(f"unknown bench part {part!r}: choose from {', '.join(steps)}")

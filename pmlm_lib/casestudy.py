@@ -17,7 +17,16 @@ import pandas as pd
 from . import edits, plots
 from .metrics import COLUMNS
 
-TRAJECTORY_INDICATORS = ["hemoglobin", "platelet_count", "wbc", "neutrophil_ratio", "mcv", "alt", "total_bile_acid", "albumin"]
+TRAJECTORY_INDICATORS = [
+    "hemoglobin",
+    "platelet_count",
+    "wbc",
+    "neutrophil_ratio",
+    "mcv",
+    "alt",
+    "total_bile_acid",
+    "albumin",
+]
 
 
 @dataclass
@@ -37,9 +46,16 @@ class CaseData:
 
         inputs = RunInputs.load(run)
         scored_path = run.root / "answers_scored.parquet"
-        return cls(cohort=inputs.cohort, split=inputs.split, predictions=inputs.predictions, peers=inputs.peers,
-                   coarse=inputs.coarse, refined=inputs.refined, k=inputs.k,
-                   scored=pd.read_parquet(scored_path) if scored_path.exists() else None)
+        return cls(
+            cohort=inputs.cohort,
+            split=inputs.split,
+            predictions=inputs.predictions,
+            peers=inputs.peers,
+            coarse=inputs.coarse,
+            refined=inputs.refined,
+            k=inputs.k,
+            scored=pd.read_parquet(scored_path) if scored_path.exists() else None,
+        )
 
     @property
     def labels(self) -> pd.Series:
@@ -71,8 +87,10 @@ class CaseData:
     def summary(self, pid: str) -> str:
         visits = int((self.cohort.exams["patient_id"] == pid).sum())
         row = self.predictions.loc[pid]
-        return (f"**Patient {pid}** ({self.split.get(pid, '?')} split): {visits} examinations; doctor's diagnosis "
-                f"**{self.labels[pid]}**; predicted **{row['predicted']}** (p = {row['confidence']:.2f}, {row['how']}).")
+        return (
+            f"**Patient {pid}** ({self.split.get(pid, '?')} split): {visits} examinations; doctor's diagnosis "
+            f"**{self.labels[pid]}**; predicted **{row['predicted']}** (p = {row['confidence']:.2f}, {row['how']})."
+        )
 
     def probabilities(self, pid: str, top: int = 5) -> pd.DataFrame:
         row = self.predictions.loc[pid, [c for c in self.predictions.columns if c.startswith("p: ")]].astype(float)
@@ -106,16 +124,21 @@ class CaseData:
         return mine.set_index(["responder", "system"])[["answer"] + COLUMNS].round(1)
 
     def figure(self, pid: str):
-        return plots.patient_trajectories(self.cohort, pid, [i for i in TRAJECTORY_INDICATORS if i in self.cohort.indicators]
-                                          or list(self.cohort.indicators)[:8])
+        return plots.patient_trajectories(
+            self.cohort,
+            pid,
+            [i for i in TRAJECTORY_INDICATORS if i in self.cohort.indicators] or list(self.cohort.indicators)[:8],
+        )
 
 
 def _answers_html(answers: pd.DataFrame, reply: str) -> str:
     cells = [f"<tr><th style='text-align:left'>doctor's reply</th><td colspan=2>{html.escape(reply)}</td></tr>"]
     for (responder, system), row in answers.iterrows():
         scores = ", ".join(f"{c} {row[c]:.1f}" for c in ("BERTScore-F1", "ROUGE-L", "BLEU-4"))
-        cells.append(f"<tr><th style='text-align:left'>{html.escape(system)}<br><small>{html.escape(responder)}</small></th>"
-                     f"<td>{html.escape(row['answer'])}</td><td><small>{scores}</small></td></tr>")
+        cells.append(
+            f"<tr><th style='text-align:left'>{html.escape(system)}<br><small>{html.escape(responder)}</small></th>"
+            f"<td>{html.escape(row['answer'])}</td><td><small>{scores}</small></td></tr>"
+        )
     return "<table>" + "".join(cells) + "</table>"
 
 
@@ -139,14 +162,22 @@ def show(data: CaseData, pid: str) -> None:
     plt.close(fig)
     display(Markdown("**Prediction** (top probabilities)"), data.probabilities(pid))
     display(Markdown(f"**Peers** (top {data.k} training patients)"), data.peer_table(pid))
-    display(Markdown("**Coarse prompt with the policy's edits** (deleted struck through, inserted underlined, with the step)"),
-            HTML(_prompt_html(data.marked_prompt(pid))))
+    display(
+        Markdown(
+            "**Coarse prompt with the policy's edits** (deleted struck through, inserted underlined, with the step)"
+        ),
+        HTML(_prompt_html(data.marked_prompt(pid))),
+    )
     answers = data.answers(pid)
     if len(answers):
         display(Markdown("**Answers** beside the doctor's reply"), HTML(_answers_html(answers, data.reply(pid))))
     else:
-        display(Markdown("*This patient was not in the evaluation's sample: no answers were generated "
-                         f"({len(data.evaluated())} of {len(data.patients())} test patients were).*"))
+        display(
+            Markdown(
+                "*This patient was not in the evaluation's sample: no answers were generated "
+                f"({len(data.evaluated())} of {len(data.patients())} test patients were).*"
+            )
+        )
 
 
 def save(run, data: CaseData, pid: str, name: str) -> None:
@@ -154,18 +185,41 @@ def save(run, data: CaseData, pid: str, name: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(data.summary(pid)))
-    run.figure(data.figure(pid), f"{name}_indicators",
-               f"Case {pid}: indicators over time; green band: third-trimester reference range, red: outside it.")
-    display(run.table(data.probabilities(pid), f"{name}_prediction", f"Case {pid}: the predictor's top probabilities "
-                      f"(doctor's diagnosis: {data.labels[pid]})."))
-    display(run.table(data.peer_table(pid), f"{name}_peers", f"Case {pid}: the top-{data.k} peers with their diagnoses."))
-    print(run.text(f"{name}_prompt", f"Case {pid}: the coarse prompt with the policy's edits ([-deleted-] / {{+inserted+}}, step number).",
-                   data.marked_prompt(pid)))
+    run.figure(
+        data.figure(pid),
+        f"{name}_indicators",
+        f"Case {pid}: indicators over time; green band: third-trimester reference range, red: outside it.",
+    )
+    display(
+        run.table(
+            data.probabilities(pid),
+            f"{name}_prediction",
+            f"Case {pid}: the predictor's top probabilities (doctor's diagnosis: {data.labels[pid]}).",
+        )
+    )
+    display(
+        run.table(data.peer_table(pid), f"{name}_peers", f"Case {pid}: the top-{data.k} peers with their diagnoses.")
+    )
+    print(
+        run.text(
+            f"{name}_prompt",
+            f"Case {pid}: the coarse prompt with the policy's edits ([-deleted-] / {{+inserted+}}, step number).",
+            data.marked_prompt(pid),
+        )
+    )
     answers = data.answers(pid)
     if len(answers):
-        reply = pd.DataFrame([{"responder": "doctor", "system": "reference reply", "answer": data.reply(pid)}]).set_index(["responder", "system"])
-        display(run.table(pd.concat([reply, answers]), f"{name}_answers", f"Case {pid}: the doctor's reply and each answer "
-                          "(the decoding the prompts were refined for) with its scores."))
+        reply = pd.DataFrame(
+            [{"responder": "doctor", "system": "reference reply", "answer": data.reply(pid)}]
+        ).set_index(["responder", "system"])
+        display(
+            run.table(
+                pd.concat([reply, answers]),
+                f"{name}_answers",
+                f"Case {pid}: the doctor's reply and each answer "
+                "(the decoding the prompts were refined for) with its scores.",
+            )
+        )
 
 
 def explorer(data: CaseData, render=None):
@@ -177,8 +231,12 @@ def explorer(data: CaseData, render=None):
     labels = data.labels
     evaluated = set(data.evaluated())
     options = [(f"{p} · {labels[p]}" + (" · answers" if p in evaluated else ""), p) for p in ids]
-    dropdown = widgets.Dropdown(options=options, value=(data.evaluated() or ids)[0] if ids else None, description="patient",
-                                layout=widgets.Layout(width="480px"))
+    dropdown = widgets.Dropdown(
+        options=options,
+        value=(data.evaluated() or ids)[0] if ids else None,
+        description="patient",
+        layout=widgets.Layout(width="480px"),
+    )
     output = widgets.Output()
 
     def on_change(change):

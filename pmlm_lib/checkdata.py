@@ -21,11 +21,13 @@ OPTION_FLAGS = {  # what an error mentions -> the check-data flag that answers i
     "on_quality": "--on-quality clean (repair or remove and count) or raise (stop at the first finding)",
     "exam_resolution": "--resolution day (one examination per day) or keep (timestamps)",
     "allow_future_dates": "--allow-future-dates (dates shifted into the future by de-identification)",
-    "units": "cohort.json: \"units\": {\"name\": \"unit\"}, or \"options\": {\"plausibility\": {\"name\": [low, high]}}",
+    "units": 'cohort.json: "units": {"name": "unit"}, or "options": {"plausibility": {"name": [low, high]}}',
 }
 
 
-def check_data(path: str | Path, options: dict | None = None, min_coverage: float = 0.3, min_patients: int = 30) -> tuple[bool, str]:
+def check_data(
+    path: str | Path, options: dict | None = None, min_coverage: float = 0.3, min_patients: int = 30
+) -> tuple[bool, str]:
     """(loaded, report text) for a cohort folder."""
     from .sources import load_source
 
@@ -41,26 +43,39 @@ def check_data(path: str | Path, options: dict | None = None, min_coverage: floa
             lines += ["", "Options that address it:"] + [f"  {h}" for h in hints]
         return False, "\n".join(lines)
     summary = cohort.summary()
-    lines += ["", f"Loaded: {summary['patients']} patients, {summary['records']} examinations, {summary['indicators']} indicators, "
-                  f"{summary['labels']} labels; examinations from {summary['first_exam']} to {summary['last_exam']}; "
-                  f"doctors' replies: {'yes' if cohort.has_replies else 'no (filtering, prediction and retrieval only)'}."]
+    lines += [
+        "",
+        f"Loaded: {summary['patients']} patients, {summary['records']} examinations, {summary['indicators']} "
+        "indicators, "
+        f"{summary['labels']} labels; examinations from {summary['first_exam']} to {summary['last_exam']}; "
+        f"doctors' replies: {'yes' if cohort.has_replies else 'no (filtering, prediction and retrieval only)'}.",
+    ]
     result = filter_and_split(cohort, min_coverage=min_coverage, min_patients=min_patients)
-    lines += ["", f"What loading cleaned, and what the filters (min_coverage {min_coverage}, min_patients {min_patients}) "
-                  "would remove:"]
+    lines += [
+        "",
+        f"What loading cleaned, and what the filters (min_coverage {min_coverage}, min_patients {min_patients}) "
+        "would remove:",
+    ]
     for row in result.log.rows:
         count = f"{row['removed']} {row['unit']}".strip() if row["removed"] or row["unit"] else ""
         detail = f" ({row['detail'][:100]}{'…' if len(row['detail']) > 100 else ''})" if row["detail"] else ""
         lines.append(f"  - [{row['step']}] {row['reason']}" + (f": {count}" if count else "") + detail)
     kept = result.cohort.summary()
     counts = result.split.value_counts()
-    lines += ["", f"Kept: {kept['patients']} patients, {kept['records']} examinations, {kept['indicators']} indicators, "
-                  f"{kept['labels']} labels; split by {result.split_method}: "
-                  + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "validation", "test")) + "."]
+    lines += [
+        "",
+        f"Kept: {kept['patients']} patients, {kept['records']} examinations, {kept['indicators']} indicators, "
+        f"{kept['labels']} labels; split by {result.split_method}: "
+        + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "validation", "test"))
+        + ".",
+    ]
     labels = result.cohort.patients["label"].value_counts()
     lines += ["Labels kept: " + ", ".join(f"{label} ({n})" for label, n in labels.items())]
     if result.split_method == "date" and min(int(counts.get(s, 0)) for s in ("validation", "test")) < 20:
-        lines += ["Note: few validation or test patients by date; set split: stratified in notebook 01 if the dates do not "
-                  "follow the paper's 2021 / 2022 split"]
+        lines += [
+            "Note: few validation or test patients by date; set split: stratified in notebook 01 if the dates do not "
+            "follow the paper's 2021 / 2022 split"
+        ]
     return True, "\n".join(lines)
 
 

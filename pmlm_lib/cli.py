@@ -8,17 +8,31 @@ import sys
 
 def _add_data_options(parser) -> None:
     group = parser.add_argument_group("how the data files are read (data/README.md)")
-    group.add_argument("--encoding", help="auto (UTF-8, else Chinese GB18030), or the files' encoding: latin-1, cp1252, gbk ...")
+    group.add_argument(
+        "--encoding", help="auto (UTF-8, else Chinese GB18030), or the files' encoding: latin-1, cp1252, gbk ..."
+    )
     group.add_argument("--delimiter", help="auto, ',', ';', tab or '|'")
     group.add_argument("--decimal", help="auto, '.' or ','")
-    group.add_argument("--date-format", dest="date_format", help="e.g. '%%d/%%m/%%Y %%H:%%M' (default: read as the column proves)")
+    group.add_argument(
+        "--date-format", dest="date_format", help="e.g. '%%d/%%m/%%Y %%H:%%M' (default: read as the column proves)"
+    )
     order = group.add_mutually_exclusive_group()
-    order.add_argument("--dayfirst", dest="dayfirst", action="store_true", default=None, help="dates are day/month/year")
+    order.add_argument(
+        "--dayfirst", dest="dayfirst", action="store_true", default=None, help="dates are day/month/year"
+    )
     order.add_argument("--monthfirst", dest="dayfirst", action="store_false", help="dates are month/day/year")
-    group.add_argument("--resolution", choices=["day", "keep"], help="day: one examination per day (default); keep: timestamps")
-    group.add_argument("--on-quality", dest="on_quality", choices=["clean", "raise"],
-                       help="clean: repair or remove and count data-quality findings (default); raise: stop at the first")
-    group.add_argument("--allow-future-dates", action="store_true", help="dates shifted into the future by de-identification")
+    group.add_argument(
+        "--resolution", choices=["day", "keep"], help="day: one examination per day (default); keep: timestamps"
+    )
+    group.add_argument(
+        "--on-quality",
+        dest="on_quality",
+        choices=["clean", "raise"],
+        help="clean: repair or remove and count data-quality findings (default); raise: stop at the first",
+    )
+    group.add_argument(
+        "--allow-future-dates", action="store_true", help="dates shifted into the future by de-identification"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,29 +40,51 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("report", help="run the notebooks in order and write reports/<run>/index.html")
-    rep.add_argument("--profile", help="smoke (tests, minutes), default (this CPU), paper (GPU sizes), or a profile file (.yaml)")
+    rep.add_argument(
+        "--profile", help="smoke (tests, minutes), default (this CPU), paper (GPU sizes), or a profile file (.yaml)"
+    )
     rep.add_argument("--run", help="run folder name under reports/ (default: a timestamp and the profile)")
     rep.add_argument("--data", help="data source for the first notebook: default, pbcseq, mimic_demo or a folder path")
-    rep.add_argument("--from", dest="start_from", metavar="NOTEBOOK",
-                     help="resume an existing --run at this notebook (e.g. 02), keeping the earlier outputs, profile, data and --set values")
+    rep.add_argument(
+        "--from",
+        dest="start_from",
+        metavar="NOTEBOOK",
+        help="resume an existing --run at this notebook (e.g. 02), keeping the earlier outputs, profile, data and "
+        "--set values",
+    )
     rep.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (prefixes such as 01)")
-    rep.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NOTEBOOK.]NAME=VALUE",
-                     help="override a parameter, e.g. --set 01_data_filtering.min_patients=20 or --set seed=1")
+    rep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="[NOTEBOOK.]NAME=VALUE",
+        help="override a parameter, e.g. --set 01_data_filtering.min_patients=20 or --set seed=1",
+    )
 
-    plan = sub.add_parser("plan", help="before a run: the LLM answers each notebook will request, tokens, minutes here, API cost")
+    plan = sub.add_parser(
+        "plan", help="before a run: the LLM answers each notebook will request, tokens, minutes here, API cost"
+    )
     plan.add_argument("--profile", default="default", help="a profile name or file")
     plan.add_argument("--data", help="data source, as for report")
     plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NOTEBOOK.]NAME=VALUE")
 
-    check = sub.add_parser("check-data", help="load and check a data folder in seconds: what would be kept, cleaned, removed")
+    check = sub.add_parser(
+        "check-data", help="load and check a data folder in seconds: what would be kept, cleaned, removed"
+    )
     check.add_argument("path", help="a folder with exams and patients tables (CSV or Parquet), or pbcseq / mimic_demo")
     check.add_argument("--min-coverage", type=float, default=0.3, help="as notebook 01 (default 0.3)")
     check.add_argument("--min-patients", type=int, default=30, help="as notebook 01 (default 30)")
     _add_data_options(check)
 
-    bench = sub.add_parser("bench", help="measure speed and memory side by side; writes reports/bench/bench.json and .md")
-    bench.add_argument("--parts", default="responders,retrieval,bertscore,report",
-                       help="comma-separated: responders, retrieval, bertscore, report (the report runs twice: about 40 minutes)")
+    bench = sub.add_parser(
+        "bench", help="measure speed and memory side by side; writes reports/bench/bench.json and .md"
+    )
+    bench.add_argument(
+        "--parts",
+        default="responders,retrieval,bertscore,report",
+        help="comma-separated: responders, retrieval, bertscore, report (the report runs twice: about 40 minutes)",
+    )
     bench.add_argument("--profile", default="default", help="profile of the report part")
 
     sub.add_parser("profiles", help="list the profiles")
@@ -78,8 +114,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print(format_plan(make_plan(args.profile, resolve_data(args.data), parse_overrides(args.overrides))))
             return 0
-        run_dir = run_report(profile=args.profile, run=args.run, data=args.data, start_from=args.start_from,
-                             overrides=parse_overrides(args.overrides), only=args.only)
+        run_dir = run_report(
+            profile=args.profile,
+            run=args.run,
+            data=args.data,
+            start_from=args.start_from,
+            overrides=parse_overrides(args.overrides),
+            only=args.only,
+        )
     except (PipelineError, ValueError) as exc:
         print(f"pmlm {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -89,7 +89,9 @@ class DataOptions:
     decimal: str = "auto"  # "auto", "." or "," (a decimal comma, in files not delimited by commas)
     date_format: str | None = None  # e.g. "%d/%m/%Y %H:%M"; None: read as the column proves (see dates.py)
     dayfirst: bool | None = None  # for day/month/year or month/day/year dates that every row leaves ambiguous
-    exam_resolution: str = "day"  # "day": one examination per patient and day (each indicator's last value); "keep": timestamps
+    exam_resolution: str = (
+        "day"  # "day": one examination per patient and day (each indicator's last value); "keep": timestamps
+    )
     on_quality: str = "clean"  # "clean": repair or remove and count data-quality findings; "raise": stop at the first
     plausibility: dict = field(default_factory=dict)  # indicator -> [low, high], beside the catalogue's limits
     allow_future_dates: bool = False  # de-identified data with dates shifted into the future
@@ -105,8 +107,10 @@ class DataOptions:
         values = dict(values or {})
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
-            raise CohortError(f"{where}: unknown option(s) {', '.join(unknown)}. How to fix: use "
-                              f"{', '.join(cls.__dataclass_fields__)}")
+            raise CohortError(
+                f"{where}: unknown option(s) {', '.join(unknown)}. How to fix: use "
+                f"{', '.join(cls.__dataclass_fields__)}"
+            )
         return cls(**values)
 
 
@@ -115,8 +119,13 @@ def _check_dates(parsed: pd.Series, source: TableSource, column: str, allow_futu
     impossible = parsed.notna() & ((parsed < EARLIEST_DATE) | (~allow_future & (parsed > latest)))
     if impossible.any():
         i = _first(impossible)
-        _fail(source, i, column, f"date {parsed.iloc[i].date()} is impossible (before 1900 or in the future)",
-              "correct the date; for de-identified data with shifted dates set the option allow_future_dates: true")
+        _fail(
+            source,
+            i,
+            column,
+            f"date {parsed.iloc[i].date()} is impossible (before 1900 or in the future)",
+            "correct the date; for de-identified data with shifted dates set the option allow_future_dates: true",
+        )
 
 
 def _times(values: pd.Series, source: TableSource, column: str, options: DataOptions, log: list) -> ParsedTimes:
@@ -134,8 +143,9 @@ def _note(reason: str, count: int, detail: str = "", unit: str = "values", step:
     return {"step": step, "removed": int(count), "unit": unit, "reason": reason, "detail": detail}
 
 
-def _numeric_columns(exams: pd.DataFrame, indicators: list[str], source: TableSource, options: DataOptions,
-                     log: list) -> pd.DataFrame:
+def _numeric_columns(
+    exams: pd.DataFrame, indicators: list[str], source: TableSource, options: DataOptions, log: list
+) -> pd.DataFrame:
     out, censored = {}, {}
     for col in indicators:
         raw = exams[col]
@@ -148,27 +158,45 @@ def _numeric_columns(exams: pd.DataFrame, indicators: list[str], source: TableSo
             if is_bound.any():
                 if options.on_quality == "raise":
                     i = _first(is_bound)
-                    _fail(source, i, col, f"'{text.iloc[i]}' is a censored value (a bound, not a measurement)",
-                          "write the number, or load with on_quality: clean to take each bound as the value")
+                    _fail(
+                        source,
+                        i,
+                        col,
+                        f"'{text.iloc[i]}' is a censored value (a bound, not a measurement)",
+                        "write the number, or load with on_quality: clean to take each bound as the value",
+                    )
                 values = values.where(~is_bound, bound)
                 censored[col] = int(is_bound.sum())
             bad = values.isna() & text.notna() & text.ne("") & ~missing_token(text)
             if bad.any():
                 i = _first(bad)
-                _fail(source, i, col, f"'{text.iloc[i]}' is not a number",
-                      "leave a missing measurement empty and write numbers with a decimal point, without units")
+                _fail(
+                    source,
+                    i,
+                    col,
+                    f"'{text.iloc[i]}' is not a number",
+                    "leave a missing measurement empty and write numbers with a decimal point, without units",
+                )
         infinite = np.isinf(values.to_numpy())
         if infinite.any():
             i = _first(infinite)
             _fail(source, i, col, "the value is infinite", "leave a missing measurement empty")
         out[col] = values.to_numpy()
     if censored:
-        log.append(_note("censored values such as '<5' taken at their bound", sum(censored.values()),
-                         ", ".join(f"{c} ({n})" for c, n in censored.items()), unit="values (changed)"))
+        log.append(
+            _note(
+                "censored values such as '<5' taken at their bound",
+                sum(censored.values()),
+                ", ".join(f"{c} ({n})" for c, n in censored.items()),
+                unit="values (changed)",
+            )
+        )
     return pd.DataFrame(out, index=exams.index)
 
 
-def _plausible(values: pd.DataFrame, source: TableSource, limits: dict, options: DataOptions, log: list) -> pd.DataFrame:
+def _plausible(
+    values: pd.DataFrame, source: TableSource, limits: dict, options: DataOptions, log: list
+) -> pd.DataFrame:
     """Values outside their indicator's plausibility limits: missing (counted), or an error."""
     found = outside_limits(values, limits)
     for name, mask in found.items():
@@ -176,33 +204,57 @@ def _plausible(values: pd.DataFrame, source: TableSource, limits: dict, options:
         measured = int(values[name].notna().sum())
         i = _first(mask)
         if mask.sum() > UNIT_MIXUP_SHARE * measured:
-            _fail(source, i, name, f"{int(mask.sum())} of its {measured} values lie outside {low:g}..{high:g}, the plausible range "
-                  f"in {INDICATOR_BY_NAME[name].unit if name in INDICATOR_BY_NAME else 'its unit'} (the first: {values[name].iloc[i]:g})",
-                  "this looks like another unit: declare the column's unit in cohort.json (\"units\") or give its limits "
-                  "(\"plausibility\": {\"" + name + "\": [low, high]})")
+            _fail(
+                source,
+                i,
+                name,
+                f"{int(mask.sum())} of its {measured} values lie outside {low:g}..{high:g}, the plausible range "
+                f"in {INDICATOR_BY_NAME[name].unit if name in INDICATOR_BY_NAME else 'its unit'} (the first: "
+                f"{values[name].iloc[i]:g})",
+                'this looks like another unit: declare the column\'s unit in cohort.json ("units") or give its limits '
+                '("plausibility": {"' + name + '": [low, high]})',
+            )
         if options.on_quality == "raise":
-            _fail(source, i, name, f"{values[name].iloc[i]:g} is outside {low:g}..{high:g}, what this measurement can be",
-                  "correct or delete the value, or load with on_quality: clean to treat such values as missing")
+            _fail(
+                source,
+                i,
+                name,
+                f"{values[name].iloc[i]:g} is outside {low:g}..{high:g}, what this measurement can be",
+                "correct or delete the value, or load with on_quality: clean to treat such values as missing",
+            )
         values.loc[mask, name] = np.nan
     if found:
-        log.append(_note("implausible values treated as missing (outside the indicator's plausibility limits)",
-                         sum(int(m.sum()) for m in found.values()),
-                         ", ".join(f"{n} ({int(m.sum())}, outside {limits[n][0]:g}..{limits[n][1]:g})" for n, m in found.items())))
+        log.append(
+            _note(
+                "implausible values treated as missing (outside the indicator's plausibility limits)",
+                sum(int(m.sum()) for m in found.values()),
+                ", ".join(
+                    f"{n} ({int(m.sum())}, outside {limits[n][0]:g}..{limits[n][1]:g})" for n, m in found.items()
+                ),
+            )
+        )
     return values
 
 
 def _one_per_day(exams: pd.DataFrame, indicators: list[str], log: list) -> pd.DataFrame:
     """One examination per patient and day: each indicator's last value of the day (in time order,
     then file order); the merges are counted."""
-    exams = exams.assign(_time=exams["exam_date"], exam_date=exams["exam_date"].dt.normalize(), _row=np.arange(len(exams)))
+    exams = exams.assign(
+        _time=exams["exam_date"], exam_date=exams["exam_date"].dt.normalize(), _row=np.arange(len(exams))
+    )
     exams = exams.sort_values(["patient_id", "exam_date", "_time", "_row"], kind="stable")
     sizes = exams.groupby(["patient_id", "exam_date"], sort=False).size()
     merged = sizes[sizes > 1]
     if len(merged):
         exams = exams.groupby(["patient_id", "exam_date"], sort=False, as_index=False)[indicators].last()
-        log.append(_note("examinations of one patient on one day merged into one (each indicator's last value of the day)",
-                         int(merged.sum() - len(merged)), f"{len(merged)} patient-days had several rows; exam_resolution: "
-                         "keep keeps them apart", unit="examination rows"))
+        log.append(
+            _note(
+                "examinations of one patient on one day merged into one (each indicator's last value of the day)",
+                int(merged.sum() - len(merged)),
+                f"{len(merged)} patient-days had several rows; exam_resolution: keep keeps them apart",
+                unit="examination rows",
+            )
+        )
         return exams
     return exams.drop(columns=["_time", "_row"])
 
@@ -218,7 +270,9 @@ class Cohort:
     calendar_dates: bool = True  # False: dates are offsets or shifted; split by stratified sampling
     units: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    load_log: list[dict] = field(default_factory=list)  # what loading cleaned or removed (shown first in the filter log)
+    load_log: list[dict] = field(
+        default_factory=list
+    )  # what loading cleaned or removed (shown first in the filter log)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -244,19 +298,42 @@ class Cohort:
 
         for col in EXAM_KEYS:
             if col not in exams.columns:
-                _fail(es, None, col, f"required column '{col}' is missing (columns found: {', '.join(map(str, exams.columns[:8]))})",
-                      f"add a '{col}' column; the examinations table needs patient_id, exam_date and one column per indicator")
+                _fail(
+                    es,
+                    None,
+                    col,
+                    f"required column '{col}' is missing (columns found: {', '.join(map(str, exams.columns[:8]))})",
+                    f"add a '{col}' column; the examinations table needs patient_id, exam_date and one column per "
+                    "indicator",
+                )
         for col in PATIENT_REQUIRED:
             if col not in patients.columns:
-                _fail(ps, None, col, f"required column '{col}' is missing (columns found: {', '.join(map(str, patients.columns[:8]))})",
-                      "the patients table needs patient_id and label (reference_reply and admission_date are optional)")
+                _fail(
+                    ps,
+                    None,
+                    col,
+                    f"required column '{col}' is missing (columns found: {', '.join(map(str, patients.columns[:8]))})",
+                    "the patients table needs patient_id and label (reference_reply and admission_date are optional)",
+                )
         if indicators is None:
             indicators = [c for c in exams.columns if c not in EXAM_KEYS]
         missing_ind = [c for c in indicators if c not in exams.columns]
         if missing_ind:
-            _fail(es, None, missing_ind[0], "indicator column is missing", "add the column or remove it from the indicator list")
+            _fail(
+                es,
+                None,
+                missing_ind[0],
+                "indicator column is missing",
+                "add the column or remove it from the indicator list",
+            )
         if not indicators:
-            _fail(es, None, None, "no indicator columns", "add at least one column of measurements besides patient_id and exam_date")
+            _fail(
+                es,
+                None,
+                None,
+                "no indicator columns",
+                "add at least one column of measurements besides patient_id and exam_date",
+            )
         if exams.empty:
             _fail(es, None, None, "the table has a header but no rows", "export the examinations with the header line")
         if patients.empty:
@@ -271,8 +348,9 @@ class Cohort:
         if times.values.isna().any():
             _fail(es, _first(times.values.isna()), "exam_date", "exam_date is empty", "give every examination its date")
         values = _numeric_columns(exams, list(indicators), es, options, log)
-        values = _plausible(values, es, plausible_limits(list(indicators), meta.get("units") or {}, options.plausibility),
-                            options, log)
+        values = _plausible(
+            values, es, plausible_limits(list(indicators), meta.get("units") or {}, options.plausibility), options, log
+        )
 
         # ---- patients: ids, labels, replies -------------------------------------------------
         ppid = patients["patient_id"].astype("string").str.strip()
@@ -290,26 +368,54 @@ class Cohort:
             absent = missing_token(patients[col])
             if col == "reference_reply" and absent.all():
                 patients = patients.drop(columns=col)
-                log.append(_note("the reference_reply column holds no reply; the cohort has none", len(absent), unit="patients"))
+                log.append(
+                    _note(
+                        "the reference_reply column holds no reply; the cohort has none", len(absent), unit="patients"
+                    )
+                )
                 continue
             if absent.any():
                 i = _first(absent)
                 if options.on_quality == "raise":
-                    _fail(ps, i, col, f"the {what} of patient {ppid.iloc[i]} is missing ('{patients[col].iloc[i]}')",
-                          f"fill in the {what}, or remove the patient (or load with on_quality: clean to remove such patients)")
+                    _fail(
+                        ps,
+                        i,
+                        col,
+                        f"the {what} of patient {ppid.iloc[i]} is missing ('{patients[col].iloc[i]}')",
+                        f"fill in the {what}, or remove the patient (or load with on_quality: clean to remove such "
+                        "patients)",
+                    )
                 tokens = Counter(str(v).strip() for v in patients.loc[absent, col])
-                log.append(_note(f"patients without a {what} removed (empty or a missing-value word)", int(absent.sum()),
-                                 ", ".join(f"'{t}' ({n})" for t, n in tokens.most_common(5)), unit="patients"))
+                log.append(
+                    _note(
+                        f"patients without a {what} removed (empty or a missing-value word)",
+                        int(absent.sum()),
+                        ", ".join(f"'{t}' ({n})" for t, n in tokens.most_common(5)),
+                        unit="patients",
+                    )
+                )
                 keep_patient &= ~absent
         labels, variants = canonical_labels(patients["label"].where(keep_patient, "").astype(str))
         variants = {k: v for k, v in variants.items() if k}
         if variants:
             if options.on_quality == "raise":
                 canonical, spelled = next(iter(variants.items()))
-                _fail(ps, None, "label", f"one label is spelled in several ways: {', '.join(repr(s) for s in spelled)}",
-                      "write each label one way, or load with on_quality: clean to merge spellings that differ only in case and spaces")
-            log.append(_note("label spellings that differ only in case or spaces merged", sum(len(v) - 1 for v in variants.values()),
-                             "; ".join(f"{', '.join(repr(s) for s in v)} -> '{k}'" for k, v in variants.items()), unit="spellings"))
+                _fail(
+                    ps,
+                    None,
+                    "label",
+                    f"one label is spelled in several ways: {', '.join(repr(s) for s in spelled)}",
+                    "write each label one way, or load with on_quality: clean to merge spellings that differ only in "
+                    "case and spaces",
+                )
+            log.append(
+                _note(
+                    "label spellings that differ only in case or spaces merged",
+                    sum(len(v) - 1 for v in variants.values()),
+                    "; ".join(f"{', '.join(repr(s) for s in v)} -> '{k}'" for k, v in variants.items()),
+                    unit="spellings",
+                )
+            )
 
         # ---- who belongs to whom ----------------------------------------------------------------
         known = set(ppid)
@@ -319,28 +425,60 @@ class Cohort:
             hint = ""
             if pid.iloc[i].lstrip("0") in {p.lstrip("0") for p in known}:
                 hint = " (the ids differ only in leading zeros: keep the ids as text in both files)"
-            _fail(es, i, "patient_id", f"examination of patient {pid.iloc[i]}, who is not in {ps.path}{hint}",
-                  "add the patient (with a label) to the patients table, or remove the examination")
+            _fail(
+                es,
+                i,
+                "patient_id",
+                f"examination of patient {pid.iloc[i]}, who is not in {ps.path}{hint}",
+                "add the patient (with a label) to the patients table, or remove the examination",
+            )
         removed = set(ppid[~keep_patient])
         lonely = ~ppid.isin(set(pid)) & keep_patient
         if lonely.any():
             i = _first(lonely)
             if options.on_quality == "raise":
-                _fail(ps, i, "patient_id", f"patient {ppid.iloc[i]} has no examinations in {es.path}",
-                      "add the patient's examinations, remove the patient, or load with on_quality: clean to remove such patients")
-            log.append(_note("patients without examinations removed", int(lonely.sum()), ", ".join(ppid[lonely].head(10)),
-                             unit="patients"))
+                _fail(
+                    ps,
+                    i,
+                    "patient_id",
+                    f"patient {ppid.iloc[i]} has no examinations in {es.path}",
+                    "add the patient's examinations, remove the patient, or load with on_quality: clean to remove "
+                    "such patients",
+                )
+            log.append(
+                _note(
+                    "patients without examinations removed",
+                    int(lonely.sum()),
+                    ", ".join(ppid[lonely].head(10)),
+                    unit="patients",
+                )
+            )
             keep_patient &= ~lonely
         exam_kept = ~pid.isin(removed)
         if (~exam_kept).any():
             log.append(_note("examinations of removed patients", int((~exam_kept).sum()), unit="examinations"))
         if not keep_patient.any():
-            _fail(ps, None, None, "no patient is left after the checks above", "see the load log; fix the labels or examinations")
+            _fail(
+                ps,
+                None,
+                None,
+                "no patient is left after the checks above",
+                "see the load log; fix the labels or examinations",
+            )
 
         # ---- the typed tables ---------------------------------------------------------------------
-        out_e = pd.concat([pd.DataFrame({"patient_id": pid.astype(str).to_numpy(),
-                                         "exam_date": times.values.astype("datetime64[ns]").to_numpy()}),
-                           values.reset_index(drop=True)], axis=1)[exam_kept.to_numpy()]
+        out_e = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "patient_id": pid.astype(str).to_numpy(),
+                        "exam_date": times.values.astype("datetime64[ns]").to_numpy(),
+                    }
+                ),
+                values.reset_index(drop=True),
+            ],
+            axis=1,
+        )[exam_kept.to_numpy()]
         if options.exam_resolution == "day":
             out_e = _one_per_day(out_e, list(indicators), log)
         else:
@@ -348,9 +486,14 @@ class Cohort:
             if dup.any():
                 rows = np.flatnonzero(dup.to_numpy())
                 first, twin = int(out_e.index[rows[0]]), int(out_e.index[rows[1]])
-                _fail(es, twin, "exam_date", f"patient {out_e.loc[first, 'patient_id']} has two examinations at "
-                      f"{out_e.loc[first, 'exam_date']} (also at {es.where(first)})",
-                      "merge the two rows, or read with exam_resolution: day (one examination per day)")
+                _fail(
+                    es,
+                    twin,
+                    "exam_date",
+                    f"patient {out_e.loc[first, 'patient_id']} has two examinations at "
+                    f"{out_e.loc[first, 'exam_date']} (also at {es.where(first)})",
+                    "merge the two rows, or read with exam_resolution: day (one examination per day)",
+                )
         first_exam = out_e.groupby("patient_id")["exam_date"].min().dt.normalize()
         out_p = pd.DataFrame({"patient_id": ppid.astype(str).to_numpy(), "label": labels.to_numpy()})
         if "reference_reply" in patients.columns:
@@ -400,15 +543,23 @@ class Cohort:
 
     def subset(self, patient_ids) -> Cohort:
         keep = set(patient_ids)
-        return self._replace(self.exams[self.exams["patient_id"].isin(keep)].reset_index(drop=True),
-                             self.patients[self.patients["patient_id"].isin(keep)].reset_index(drop=True),
-                             self.indicators)
+        return self._replace(
+            self.exams[self.exams["patient_id"].isin(keep)].reset_index(drop=True),
+            self.patients[self.patients["patient_id"].isin(keep)].reset_index(drop=True),
+            self.indicators,
+        )
 
     def _replace(self, exams, patients, indicators) -> Cohort:
-        return Cohort(exams=exams, patients=patients, indicators=list(indicators), name=self.name,
-                      calendar_dates=self.calendar_dates,
-                      units={k: v for k, v in self.units.items() if k in indicators},
-                      description=self.description, load_log=self.load_log)
+        return Cohort(
+            exams=exams,
+            patients=patients,
+            indicators=list(indicators),
+            name=self.name,
+            calendar_dates=self.calendar_dates,
+            units={k: v for k, v in self.units.items() if k in indicators},
+            description=self.description,
+            load_log=self.load_log,
+        )
 
     def summary(self) -> dict:
         per_patient = self.exams.groupby("patient_id").size()
@@ -431,8 +582,13 @@ class Cohort:
         folder.mkdir(parents=True, exist_ok=True)
         self.exams.to_parquet(folder / "exams.parquet", index=False)
         self.patients.to_parquet(folder / "patients.parquet", index=False)
-        meta = {"name": self.name, "calendar_dates": self.calendar_dates, "indicators": self.indicators,
-                "units": self.units, "description": self.description}
+        meta = {
+            "name": self.name,
+            "calendar_dates": self.calendar_dates,
+            "indicators": self.indicators,
+            "units": self.units,
+            "description": self.description,
+        }
         (folder / "cohort.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return folder
 
@@ -462,28 +618,42 @@ def _read_table(path: Path, options: DataOptions, log: list) -> tuple[pd.DataFra
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow's errors name no file
-            raise CohortError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {exc}). How to fix: export it again, "
-                              "or as CSV") from None
+            raise CohortError(
+                f"{path}: cannot be read as Parquet ({type(exc).__name__}: {exc}). How to fix: export it again, "
+                "or as CSV"
+            ) from None
         renamed = {c: str(c).strip() for c in frame.columns if str(c) != str(c).strip()}
         if renamed:
             frame = frame.rename(columns=renamed)
             log.append(_note(f"{path.name}: column names with spaces around them, trimmed", len(renamed), unit=""))
         return frame, TableSource(str(path), "parquet")
-    raise CohortError(f"{path}: unsupported file type '{path.suffix}'. How to fix: save the table as .csv (or .parquet); "
-                      "from Excel: File > Save As > CSV UTF-8")
+    raise CohortError(
+        f"{path}: unsupported file type '{path.suffix}'. How to fix: save the table as .csv (or .parquet); "
+        "from Excel: File > Save As > CSV UTF-8"
+    )
 
 
 def _same_table(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """Two sources of one table hold the same data (columns, rows, values; numbers compared as numbers)."""
     if sorted(map(str, a.columns)) != sorted(map(str, b.columns)) or len(a) != len(b):
         return False
+
     def blank_is_missing(values: pd.Series) -> pd.Series:
-        return values.mask(values.astype(str).str.strip().eq("")) if not pd.api.types.is_numeric_dtype(values) else values
+        return (
+            values.mask(values.astype(str).str.strip().eq("")) if not pd.api.types.is_numeric_dtype(values) else values
+        )
 
     for column in a.columns:
-        x, y = blank_is_missing(a[column].reset_index(drop=True)), blank_is_missing(b[str(column)].reset_index(drop=True))
+        x, y = (
+            blank_is_missing(a[column].reset_index(drop=True)),
+            blank_is_missing(b[str(column)].reset_index(drop=True)),
+        )
         nx, ny = pd.to_numeric(x, errors="coerce"), pd.to_numeric(y, errors="coerce")
-        if nx.notna().sum() == x.notna().sum() and ny.notna().sum() == y.notna().sum() and (nx.notna().any() or ny.notna().any()):
+        if (
+            nx.notna().sum() == x.notna().sum()
+            and ny.notna().sum() == y.notna().sum()
+            and (nx.notna().any() or ny.notna().any())
+        ):
             if not np.allclose(nx.to_numpy(dtype=float), ny.to_numpy(dtype=float), equal_nan=True, rtol=1e-9):
                 return False
             continue
@@ -501,16 +671,24 @@ def _source(folder: Path, stem: str, options: DataOptions, log: list) -> tuple[p
     """The one table named `stem` in the folder; two files of it that differ are an error."""
     found = [folder / f"{stem}{suffix}" for suffix in TABLE_SUFFIXES if (folder / f"{stem}{suffix}").exists()]
     if not found:
-        raise CohortError(f"{folder}: no {stem}.csv or {stem}.parquet. How to fix: put the {stem} table in that folder "
-                          "(see data/README.md for the format)")
+        raise CohortError(
+            f"{folder}: no {stem}.csv or {stem}.parquet. How to fix: put the {stem} table in that folder "
+            "(see data/README.md for the format)"
+        )
     tables = [_read_table(path, options, log) for path in found]
     for path, (frame, _) in zip(found[1:], tables[1:]):
         if not _same_table(tables[0][0], frame):
-            raise CohortError(f"{folder}: both {found[0].name} and {path.name} hold the {stem} table, and they differ. "
-                              f"How to fix: keep the one you mean and delete or rename the other (an old export beside "
-                              "an edited one is the usual cause)")
+            raise CohortError(
+                f"{folder}: both {found[0].name} and {path.name} hold the {stem} table, and they differ. "
+                f"How to fix: keep the one you mean and delete or rename the other (an old export beside "
+                "an edited one is the usual cause)"
+            )
     if len(found) > 1:
-        log.append(_note(f"{stem}: {', '.join(p.name for p in found)} hold the same table; {found[0].name} was read", 0, unit=""))
+        log.append(
+            _note(
+                f"{stem}: {', '.join(p.name for p in found)} hold the same table; {found[0].name} was read", 0, unit=""
+            )
+        )
     return tables[0]
 
 
@@ -522,19 +700,26 @@ def read_meta(folder: Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise CohortError(f"{path}, {where}. How to fix: write valid JSON (UTF-8; quotes around names, no trailing "
-                          "commas), or delete the file to use the defaults") from None
+        where = (
+            f"line {exc.lineno}, column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        )
+        raise CohortError(
+            f"{path}, {where}. How to fix: write valid JSON (UTF-8; quotes around names, no trailing "
+            "commas), or delete the file to use the defaults"
+        ) from None
     if not isinstance(meta, dict):
-        raise CohortError(f"{path}: holds {type(meta).__name__}, not an object. How to fix: write {{\"name\": ..., ...}}")
+        raise CohortError(f'{path}: holds {type(meta).__name__}, not an object. How to fix: write {{"name": ..., ...}}')
     unknown = sorted(set(meta) - set(META_KEYS))
     if unknown:
-        raise CohortError(f"{path}: unknown key(s) {', '.join(unknown)}. How to fix: use {', '.join(META_KEYS)} "
-                          "(see data/README.md)")
+        raise CohortError(
+            f"{path}: unknown key(s) {', '.join(unknown)}. How to fix: use {', '.join(META_KEYS)} (see data/README.md)"
+        )
     return meta
 
 
-def load_tables(exams_path: str | Path, patients_path: str | Path, options: DataOptions | dict | None = None, **meta) -> Cohort:
+def load_tables(
+    exams_path: str | Path, patients_path: str | Path, options: DataOptions | dict | None = None, **meta
+) -> Cohort:
     """Load a cohort from an examinations file and a patients file (CSV or Parquet)."""
     exams_path, patients_path = Path(exams_path), Path(patients_path)
     for p in (exams_path, patients_path):
@@ -544,7 +729,9 @@ def load_tables(exams_path: str | Path, patients_path: str | Path, options: Data
     log: list[dict] = []
     exams, es = _read_table(exams_path, options, log)
     patients, ps = _read_table(patients_path, options, log)
-    return Cohort.from_tables(exams, patients, exams_source=es, patients_source=ps, options=options, load_log=log, **meta)
+    return Cohort.from_tables(
+        exams, patients, exams_source=es, patients_source=ps, options=options, load_log=log, **meta
+    )
 
 
 def load_folder(folder: str | Path, options: DataOptions | dict | None = None) -> Cohort:
@@ -552,16 +739,30 @@ def load_folder(folder: str | Path, options: DataOptions | dict | None = None) -
     options of cohort.json ("options") apply first, then `options`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise CohortError(f"{folder}: not a folder. How to fix: pass a folder holding exams.(csv|parquet) and patients.(csv|parquet)")
+        raise CohortError(
+            f"{folder}: not a folder. How to fix: pass a folder holding exams.(csv|parquet) and patients.(csv|parquet)"
+        )
     meta = read_meta(folder)
     given = asdict(options) if isinstance(options, DataOptions) else dict(options or {})
-    merged = {**({"allow_future_dates": True} if not meta.get("calendar_dates", True) else {}), **(meta.get("options") or {}), **given}
-    options = DataOptions.from_dict(merged, where=f"{folder / 'cohort.json'} options" if meta.get("options") else "data options")
+    merged = {
+        **({"allow_future_dates": True} if not meta.get("calendar_dates", True) else {}),
+        **(meta.get("options") or {}),
+        **given,
+    }
+    options = DataOptions.from_dict(
+        merged, where=f"{folder / 'cohort.json'} options" if meta.get("options") else "data options"
+    )
     log: list[dict] = []
     exams, es = _source(folder, "exams", options, log)
     patients, ps = _source(folder, "patients", options, log)
-    kwargs = {"name": meta.get("name", folder.name), "calendar_dates": meta.get("calendar_dates", True),
-              "units": meta.get("units", {}), "description": meta.get("description", "")}
+    kwargs = {
+        "name": meta.get("name", folder.name),
+        "calendar_dates": meta.get("calendar_dates", True),
+        "units": meta.get("units", {}),
+        "description": meta.get("description", ""),
+    }
     if "indicators" in meta:
         kwargs["indicators"] = meta["indicators"]
-    return Cohort.from_tables(exams, patients, exams_source=es, patients_source=ps, options=options, load_log=log, **kwargs)
+    return Cohort.from_tables(
+        exams, patients, exams_source=es, patients_source=ps, options=options, load_log=log, **kwargs
+    )

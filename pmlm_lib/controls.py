@@ -33,14 +33,28 @@ def random_deletion(prompt: str, n: int, rng: np.random.Generator, min_words: in
 
 def random_deletion_prompts(prompts: pd.Series | dict, n: int, seed: int, min_words: int = 5) -> dict[str, str]:
     """The random-deletion control for many patients; each patient's draw depends on (seed, position)."""
-    return {pid: random_deletion(p, n, np.random.default_rng([seed, i]), min_words)[0] for i, (pid, p) in enumerate(dict(prompts).items())}
+    return {
+        pid: random_deletion(p, n, np.random.default_rng([seed, i]), min_words)[0]
+        for i, (pid, p) in enumerate(dict(prompts).items())
+    }
 
 
-def greedy_deletion(prompts: list[str], references: list[str], responder, scorer, n: int, budget: int = 20, seed: int = 0,
-                    decoding: Decoding = Decoding(), min_words: int = 5, progress=print) -> list[tuple[str, list[int]]]:
+def greedy_deletion(
+    prompts: list[str],
+    references: list[str],
+    responder,
+    scorer,
+    n: int,
+    budget: int = 20,
+    seed: int = 0,
+    decoding: Decoding | None = None,
+    min_words: int = 5,
+    progress=print,
+) -> list[tuple[str, list[int]]]:
     """Oracle control: at each of n steps, try deleting budget // n random candidate words and keep
     the one whose answer scores best against the reference. About `budget` answers per prompt; all
     prompts of a step are answered in one batch."""
+    decoding = decoding or Decoding()
     rng = np.random.default_rng(seed)
     per_step = max(1, budget // n)
     states = [segment(p) for p in prompts]

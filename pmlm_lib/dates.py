@@ -54,8 +54,10 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
     """Parse a column of dates (with or without times) in one consistent reading; raise DateProblem."""
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
-        return ParsedTimes(pd.Series(pd.to_datetime(parsed).to_numpy(), index=values.index),
-                           bool((parsed.dropna() != parsed.dropna().dt.normalize()).any()))
+        return ParsedTimes(
+            pd.Series(pd.to_datetime(parsed).to_numpy(), index=values.index),
+            bool((parsed.dropna() != parsed.dropna().dt.normalize()).any()),
+        )
     text = values.astype("string").str.strip().fillna("")
     notes = []
     if date_format:
@@ -63,16 +65,24 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
         bad = parsed.isna() & (text != "")
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
-            raise DateProblem(i, f"'{text.iloc[i]}' does not match the date format '{date_format}'",
-                              "correct the value, or set date_format to the format the column uses (for example %d/%m/%Y %H:%M)")
+            raise DateProblem(
+                i,
+                f"'{text.iloc[i]}' does not match the date format '{date_format}'",
+                "correct the value, or set date_format to the format the column uses (for example %d/%m/%Y %H:%M)",
+            )
         return ParsedTimes(parsed, bool((parsed.dropna() != parsed.dropna().dt.normalize()).any()), notes)
 
     cleaned = text.map(lambda t: " ".join(t.translate(_CJK_DATE).split()).rstrip("-") if t else t)
     with_offset = cleaned.map(lambda t: bool(_OFFSET.search(t))).astype(bool)
     if with_offset.any():
         cleaned = cleaned.str.replace(_OFFSET, r"\1", regex=True)
-        notes.append(("time-zone offsets removed (times kept as recorded)", int(with_offset.sum()),
-                      f"for example '{text[with_offset].iloc[0]}'"))
+        notes.append(
+            (
+                "time-zone offsets removed (times kept as recorded)",
+                int(with_offset.sum()),
+                f"for example '{text[with_offset].iloc[0]}'",
+            )
+        )
     iso = pd.Series(pd.NA, index=text.index, dtype="string")
     year_first = cleaned.str.match(_YEAR_FIRST)
     numeric = cleaned.str.match(_NUMERIC_DMY) & ~year_first
@@ -89,28 +99,41 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
         if dayfirst is None:
             if day_first_seen and month_first_seen:
                 i = int(numeric.to_numpy().nonzero()[0][0])
-                raise DateProblem(i, "the column mixes day-first dates (a first number above 12) and month-first dates "
-                                     "(a second number above 12)",
-                                  "write every date in one order, or as YYYY-MM-DD")
+                raise DateProblem(
+                    i,
+                    "the column mixes day-first dates (a first number above 12) and month-first dates "
+                    "(a second number above 12)",
+                    "write every date in one order, or as YYYY-MM-DD",
+                )
             if not (day_first_seen or month_first_seen):
                 i = int(numeric.to_numpy().nonzero()[0][0])
-                raise DateProblem(i, f"dates such as '{text.iloc[i]}' are ambiguous: every date of the column reads both as "
-                                     "day/month/year and as month/day/year",
-                                  "set the option dayfirst (true for day/month/year, false for month/day/year) or date_format, "
-                                  "or write dates as YYYY-MM-DD")
+                raise DateProblem(
+                    i,
+                    f"dates such as '{text.iloc[i]}' are ambiguous: every date of the column reads both as "
+                    "day/month/year and as month/day/year",
+                    "set the option dayfirst (true for day/month/year, false for month/day/year) or date_format, "
+                    "or write dates as YYYY-MM-DD",
+                )
             dayfirst = day_first_seen
         short_year = parts[2].str.len() != 4
         if short_year.any():
             i = int(numeric.to_numpy().nonzero()[0][int(short_year.to_numpy().nonzero()[0][0])])
-            raise DateProblem(i, f"'{text.iloc[i]}' has a two-digit year", "write years with four digits (2021, not 21)")
+            raise DateProblem(
+                i, f"'{text.iloc[i]}' has a two-digit year", "write years with four digits (2021, not 21)"
+            )
         for i, (a, b, y, rest) in parts.iterrows():
             day, month = (a, b) if dayfirst else (b, a)
             try:
                 iso[i] = _iso(y, month, day, rest if isinstance(rest, str) else None)
             except ValueError:
                 iso[i] = "invalid"
-        notes.append((f"dates read as {'day/month/year' if dayfirst else 'month/day/year'}", int(numeric.sum()),
-                      f"for example '{text[numeric].iloc[0]}'"))
+        notes.append(
+            (
+                f"dates read as {'day/month/year' if dayfirst else 'month/day/year'}",
+                int(numeric.sum()),
+                f"for example '{text[numeric].iloc[0]}'",
+            )
+        )
     other = (cleaned != "") & ~year_first & ~numeric
     if other.any():  # month names and other spelled-out forms ("5 March 2021"): no order to guess
         spelled = pd.to_datetime(cleaned[other], errors="coerce", format="mixed", dayfirst=bool(dayfirst))
@@ -119,8 +142,12 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
     bad = parsed.isna() & (text != "")
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
-        raise DateProblem(i, f"'{text.iloc[i]}' is not a date", "write dates as YYYY-MM-DD (for example 2021-03-15), "
-                                                               "optionally with a time (2021-03-15 08:30)")
-    has_time = bool(cleaned[year_first | numeric].str.contains(":").any()) or \
-        bool((parsed.dropna() != parsed.dropna().dt.normalize()).any())
+        raise DateProblem(
+            i,
+            f"'{text.iloc[i]}' is not a date",
+            "write dates as YYYY-MM-DD (for example 2021-03-15), optionally with a time (2021-03-15 08:30)",
+        )
+    has_time = bool(cleaned[year_first | numeric].str.contains(":").any()) or bool(
+        (parsed.dropna() != parsed.dropna().dt.normalize()).any()
+    )
     return ParsedTimes(pd.Series(parsed.to_numpy(), index=values.index), has_time, notes)

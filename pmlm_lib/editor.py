@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .edits import apply_edit, edit_rows, word_type
+from .models import device as pick_device
 from .prompts import join, segment
 from .timing import Timer
 
@@ -60,17 +61,33 @@ def tasks_for(patient_ids: list[str], prompts, x_prime: np.ndarray) -> list[Edit
 
 
 class PromptEditor:
-    def __init__(self, embedder, policy, encoder, n_steps: int = 10, min_words: int = 5, embed: str = "every_step",
-                 vocabulary: list[str] | None = None, train_encoder: bool = True, timer: Timer | None = None):
+    def __init__(
+        self,
+        embedder,
+        policy,
+        encoder,
+        n_steps: int = 10,
+        min_words: int = 5,
+        embed: str = "every_step",
+        vocabulary: list[str] | None = None,
+        train_encoder: bool = True,
+        timer: Timer | None = None,
+        device: str = "auto",
+    ):
         if embed not in ("every_step", "once"):
             raise ValueError(f"embed must be 'every_step' or 'once', not {embed!r}")
         if policy.edits_words and not vocabulary:
-            raise ValueError("replace and insert need a vocabulary (edits.vocabulary_from_replies of the training replies)")
-        self.embedder, self.policy, self.encoder = embedder, policy, encoder
+            raise ValueError(
+                "replace and insert need a vocabulary (edits.vocabulary_from_replies of the training replies)"
+            )
+        self.device = pick_device(device)  # the policy and the encoder live there ("auto": CUDA when present)
+        self.embedder, self.policy, self.encoder = embedder, policy.to(self.device), encoder.to(self.device)
         self.n_steps, self.min_words, self.embed = n_steps, min_words, embed
         self.train_encoder = train_encoder
         self.vocabulary = list(vocabulary or [])
-        self.vocabulary_embeddings = torch.cat(embedder.embed([[w] for w in self.vocabulary])) if policy.edits_words else None
+        self.vocabulary_embeddings = (
+            torch.cat(embedder.embed([[w] for w in self.vocabulary])).to(self.device) if policy.edits_words else None
+        )
         self.timer = timer or Timer(("embedding", "policy"))
 
     def parameters(self) -> list:
@@ -82,27 +99,34 @@ class PromptEditor:
         self.encoder.train(mode and self.train_encoder)
 
     # ---- one batch of rollouts, in lockstep so that each step embeds every state in one batch -------
-    def rollout(self, tasks: list[EditTask], choice: str = "sample", generator: torch.Generator | None = None,
-                n_steps: int | None = None) -> list[Rollout]:
+    def rollout(
+        self,
+        tasks: list[EditTask],
+        choice: str = "sample",
+        generator: torch.Generator | None = None,
+        n_steps: int | None = None,
+    ) -> list[Rollout]:
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {CHOICES}, not {choice!r}")
         policy, n_steps = self.policy, self.n_steps if n_steps is None else n_steps
         states = [segment(t.prompt) for t in tasks]
-        x_hat = self.encoder(torch.as_tensor(np.stack([t.x_prime for t in tasks]), dtype=torch.float32))
+        x_hat = self.encoder(
+            torch.as_tensor(np.stack([t.x_prime for t in tasks]), dtype=torch.float32, device=self.device)
+        )
         if not self.train_encoder:
             x_hat = x_hat.detach()
-        logps = [torch.zeros(()) for _ in tasks]
-        entropies = [torch.zeros(()) for _ in tasks]
+        logps = [torch.zeros((), device=self.device) for _ in tasks]
+        entropies = [torch.zeros((), device=self.device) for _ in tasks]
         traces = [([], [], []) for _ in tasks]
         deleted_types: list[set[str]] = [set() for _ in tasks]
         rows: list[torch.Tensor] = []  # embed="once": each state's rows, edited along with its words
         if self.embed == "once":
             with self.timer("embedding"):
-                rows = self.embedder.embed(states)
+                rows = [r.to(self.device) for r in self.embedder.embed(states)]
 
         def choose(logp: torch.Tensor, allowed: torch.Tensor | None = None) -> int:
-            if choice == "sample":
-                return int(torch.multinomial(logp.exp(), 1, generator=generator))
+            if choice == "sample":  # drawn on the CPU with a CPU generator: the same edits on any device
+                return int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator))
             if allowed is not None and bool(allowed.any()):
                 logp = logp.masked_fill(~allowed, float("-inf"))
             return int(torch.argmax(logp))
@@ -112,13 +136,19 @@ class PromptEditor:
             if not active:
                 break
             with self.timer("embedding"):
-                embeddings = [rows[i] for i in active] if self.embed == "once" else self.embedder.embed([states[i] for i in active])
+                embeddings = (
+                    [rows[i] for i in active]
+                    if self.embed == "once"
+                    else [e.to(self.device) for e in self.embedder.embed([states[i] for i in active])]
+                )
             with self.timer("policy"):
                 for i, E in zip(active, embeddings):
                     logp_words, h = policy.position_and_hidden(E, x_hat[i])
                     allowed = None
                     if choice == "argmax_distinct":
-                        allowed = torch.tensor([word_type(w) not in deleted_types[i] for w in states[i]])
+                        allowed = torch.tensor(
+                            [word_type(w) not in deleted_types[i] for w in states[i]], device=self.device
+                        )
                     j = choose(logp_words, allowed)
                     logp = logp_words[j]
                     entropies[i] = entropies[i] - (logp_words.exp() * logp_words).sum()
@@ -142,45 +172,77 @@ class PromptEditor:
 
     # ---- inference -------------------------------------------------------------------------------
     @torch.no_grad()
-    def edit(self, tasks: list[EditTask], mode: str = "greedy", seed: int = 0, samples: int = 8, n_steps: int | None = None,
-             batch: int = 32) -> list[Rollout]:
+    def edit(
+        self,
+        tasks: list[EditTask],
+        mode: str = "greedy",
+        seed: int = 0,
+        samples: int = 8,
+        n_steps: int | None = None,
+        batch: int = 32,
+    ) -> list[Rollout]:
         """The trained policy edits prompts in one of INFERENCE_MODES (n_steps edits; the trained n by default)."""
         if mode not in INFERENCE_MODES:
             raise ValueError(f"inference mode must be one of {', '.join(INFERENCE_MODES)}, not {mode!r}")
         self.train(False)
         generator = torch.Generator().manual_seed(seed)
-        choice = {"greedy": "argmax", "sampled": "sample", "best_of": "sample", "greedy_distinct": "argmax_distinct"}[mode]
+        choice = {"greedy": "argmax", "sampled": "sample", "best_of": "sample", "greedy_distinct": "argmax_distinct"}[
+            mode
+        ]
         copies = samples if mode == "best_of" else 1
         out = []
         for start in range(0, len(tasks), batch):
-            part = tasks[start:start + batch]
+            part = tasks[start : start + batch]
             tries = [self.rollout(part, choice, generator, n_steps) for _ in range(copies)]
             out += [max(candidates, key=lambda r: float(r.logp)) for candidates in zip(*tries)]
         return out
 
-    def edit_table(self, tasks: list[EditTask], mode: str = "greedy", seed: int = 0, samples: int = 8,
-                   n_steps: int | None = None) -> pd.DataFrame:
+    def edit_table(
+        self, tasks: list[EditTask], mode: str = "greedy", seed: int = 0, samples: int = 8, n_steps: int | None = None
+    ) -> pd.DataFrame:
         """One row per patient: s_0, the edited prompt, its trace and the policy's log-probability of it."""
         import pandas as pd
 
-        rows = [{"patient_id": t.patient_id, "coarse_prompt": t.prompt, "refined_prompt": r.final, "positions": r.positions,
-                 "operations": r.operations, "words": r.words, "logp": float(r.logp)}
-                for t, r in zip(tasks, self.edit(tasks, mode, seed, samples, n_steps))]
+        rows = [
+            {
+                "patient_id": t.patient_id,
+                "coarse_prompt": t.prompt,
+                "refined_prompt": r.final,
+                "positions": r.positions,
+                "operations": r.operations,
+                "words": r.words,
+                "logp": float(r.logp),
+            }
+            for t, r in zip(tasks, self.edit(tasks, mode, seed, samples, n_steps))
+        ]
         return pd.DataFrame(rows).set_index("patient_id")
 
-    def edit_prompts(self, patient_ids: list[str], prompts, x_prime: np.ndarray, mode: str = "greedy", seed: int = 0,
-                     samples: int = 8, n_steps: int | None = None) -> pd.Series:
+    def edit_prompts(
+        self,
+        patient_ids: list[str],
+        prompts,
+        x_prime: np.ndarray,
+        mode: str = "greedy",
+        seed: int = 0,
+        samples: int = 8,
+        n_steps: int | None = None,
+    ) -> pd.Series:
         """The edited prompts of these patients, by patient (for the ablations' and sweeps' coarse prompts)."""
         return self.edit_table(tasks_for(patient_ids, prompts, x_prime), mode, seed, samples, n_steps)["refined_prompt"]
 
     # ---- saved with the training checkpoint -------------------------------------------------------
     def settings(self) -> dict:
-        return {"n_steps": self.n_steps, "min_words": self.min_words, "embed": self.embed,
-                "operations": list(self.policy.operations), "train_encoder": self.train_encoder}
+        return {
+            "n_steps": self.n_steps,
+            "min_words": self.min_words,
+            "embed": self.embed,
+            "operations": list(self.policy.operations),
+            "train_encoder": self.train_encoder,
+        }
 
 
-def load_editor(checkpoint: str | Path, encoder, embedder=None) -> PromptEditor:
-    """The trained policy (and its RL-trained patient encoder) from a refinement checkpoint."""
+def load_editor(checkpoint: str | Path, encoder, embedder=None, device: str = "auto") -> PromptEditor:
+    """The trained policy (and its RL-trained patient encoder) from a refinement checkpoint, on `device`."""
     from .embedding import WordEmbedder
     from .policy import WordPolicy
 
@@ -189,9 +251,16 @@ def load_editor(checkpoint: str | Path, encoder, embedder=None) -> PromptEditor:
     policy = WordPolicy(patient_dim=encoder.out_dim, operations=tuple(settings["operations"]))
     policy.load_state_dict(state["policy"])
     encoder.load_state_dict(state["encoder"])
-    editor = PromptEditor(embedder or WordEmbedder(), policy, encoder, n_steps=settings["n_steps"],
-                          min_words=settings["min_words"], embed=settings["embed"], vocabulary=state["vocabulary"],
-                          train_encoder=settings["train_encoder"])
+    editor = PromptEditor(
+        embedder or WordEmbedder(device=device),
+        policy,
+        encoder,
+        n_steps=settings["n_steps"],
+        min_words=settings["min_words"],
+        embed=settings["embed"],
+        vocabulary=state["vocabulary"],
+        train_encoder=settings["train_encoder"],
+        device=device,
+    )
     editor.train(False)
     return editor
-

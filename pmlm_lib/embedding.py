@@ -45,8 +45,14 @@ class WordEmbedder:
 
     @torch.no_grad()
     def _encode_batch(self, batch: list[list[str]]) -> list[torch.Tensor]:
-        enc = self.tokenizer(batch, is_split_into_words=True, return_tensors="pt", padding=True, truncation=True,
-                             max_length=self.max_tokens + 2).to(self.device)
+        enc = self.tokenizer(
+            batch,
+            is_split_into_words=True,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens + 2,
+        ).to(self.device)
         hidden = self.model(**enc).last_hidden_state
         self.encoded += len(batch)
         out = []
@@ -79,7 +85,7 @@ class WordEmbedder:
                 jobs.append((key, k, window))
         pieces: dict[str, list[torch.Tensor]] = {key: [] for key in todo}
         for start in range(0, len(jobs), 16):
-            chunk = jobs[start:start + 16]
+            chunk = jobs[start : start + 16]
             for (key, _k, _w), vec in zip(chunk, self._encode_batch([w for _, _, w in chunk])):
                 pieces[key].append(vec)
         for key, idxs in todo.items():

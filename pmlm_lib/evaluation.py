@@ -37,9 +37,15 @@ BUNDLED = "SmolLM2-135M (bundled)"  # the responder of the main tables
 FINE_TUNED_RESPONDER = "SmolLM2-135M + LoRA"
 ABLATIONS = [WITHOUT_SP, WITHOUT_PP, WITHOUT_PR, RANDOM]  # Table 3's rows measured on the main sample
 MATCHED, SAMPLED = "matched", "sampled"
-SPOKEN = {BEFORE: "the raw-data prompt (before)", WITHOUT_PR: "s_0 (no refinement)", WITHOUT_SP: "the prompt without the prediction (SP)",
-          WITHOUT_PP: "the prompt without peers (PP)", RANDOM: "random deletion of as many words", GREEDY: "the greedy-search oracle",
-          FINE_TUNED: "the LoRA-fine-tuned SmolLM2"}  # how findings name the systems
+SPOKEN = {
+    BEFORE: "the raw-data prompt (before)",
+    WITHOUT_PR: "s_0 (no refinement)",
+    WITHOUT_SP: "the prompt without the prediction (SP)",
+    WITHOUT_PP: "the prompt without peers (PP)",
+    RANDOM: "random deletion of as many words",
+    GREEDY: "the greedy-search oracle",
+    FINE_TUNED: "the LoRA-fine-tuned SmolLM2",
+}  # how findings name the systems
 HEADLINE = "BERTScore-F1"
 
 
@@ -64,12 +70,16 @@ def prompt_rows(system: str, prompts, setting: Setting, per_seed=None) -> pd.Dat
     rows = []
     for seed in setting.seeds:
         chosen = per_seed(seed) if per_seed is not None else prompts
-        rows += [{"setting": setting.name, "system": system, "seed": seed, "patient_id": pid, "prompt": p}
-                 for pid, p in dict(chosen).items()]
+        rows += [
+            {"setting": setting.name, "system": system, "seed": seed, "patient_id": pid, "prompt": p}
+            for pid, p in dict(chosen).items()
+        ]
     return pd.DataFrame(rows, columns=["setting", "system", "seed", "patient_id", "prompt"])
 
 
-def answer_rows(rows: pd.DataFrame, responder, settings: dict[str, Setting], responder_name: str, progress=print) -> pd.DataFrame:
+def answer_rows(
+    rows: pd.DataFrame, responder, settings: dict[str, Setting], responder_name: str, progress=print
+) -> pd.DataFrame:
     """Answers for every row, one responder call per setting and seed (all systems together, so that
     the responder's parallel slots stay busy). Rows whose prompts the responder refuses (raw data to a
     remote endpoint without opt-in) are dropped with a message, not sent."""
@@ -82,8 +92,10 @@ def answer_rows(rows: pd.DataFrame, responder, settings: dict[str, Setting], res
             part["answer"] = responder.answer(part["prompt"].tolist(), decoding, progress=True)
         except RawDataRefused as refused:
             keep = ~part["prompt"].map(responder.guard)
-            progress(f"{responder_name}: {int((~keep).sum())} raw-data prompt(s) not sent ({refused.__class__.__name__}); "
-                     "set allow_raw_data in the responder spec to include the 'before' row")
+            progress(
+                f"{responder_name}: {int((~keep).sum())} raw-data prompt(s) not sent ({refused.__class__.__name__}); "
+                "set allow_raw_data in the responder spec to include the 'before' row"
+            )
             part = part[keep].copy()
             part["answer"] = responder.answer(part["prompt"].tolist(), decoding, progress=True)
         out.append(part)
@@ -131,8 +143,12 @@ def require_same_patients(scored: pd.DataFrame, by: list[str] = ("responder", "s
     """A table ranks its rows; rows measured on different patients cannot be ranked (raise)."""
     sets = scored.groupby(list(by))["patient_id"].agg(frozenset)
     if sets.nunique() > 1:
-        sizes = ", ".join(f"{' · '.join(map(str, k)) if isinstance(k, tuple) else k}: {len(v)}" for k, v in sets.items())
-        raise ValueError(f"the rows of this table were measured on different patients ({sizes}); compare them in separate tables")
+        sizes = ", ".join(
+            f"{' · '.join(map(str, k)) if isinstance(k, tuple) else k}: {len(v)}" for k, v in sets.items()
+        )
+        raise ValueError(
+            f"the rows of this table were measured on different patients ({sizes}); compare them in separate tables"
+        )
 
 
 def flat(table: pd.DataFrame) -> pd.DataFrame:
@@ -148,9 +164,14 @@ def formatted(table: pd.DataFrame, order: list | None = None) -> pd.DataFrame:
     sample; the sd over seeds of BERTScore-F1 where there are several seeds."""
     out = pd.DataFrame(index=table.index)
     for c in COLUMNS:
-        out[c] = [f"{m:.2f} ± {h:.2f}" if np.isfinite(h) else f"{m:.2f}" for m, h in zip(table[("mean", c)], table[("ci95", c)])]
+        out[c] = [
+            f"{m:.2f} ± {h:.2f}" if np.isfinite(h) else f"{m:.2f}"
+            for m, h in zip(table[("mean", c)], table[("ci95", c)])
+        ]
     if (table[("n", "seeds")] > 1).any():
-        out[f"{HEADLINE}: sd over seeds"] = [f"{s:.2f}" if np.isfinite(s) else "" for s in table[("sd_seeds", HEADLINE)]]
+        out[f"{HEADLINE}: sd over seeds"] = [
+            f"{s:.2f}" if np.isfinite(s) else "" for s in table[("sd_seeds", HEADLINE)]
+        ]
     out["patients × seeds"] = [f"{p} × {s}" for p, s in zip(table[("n", "patients")], table[("n", "seeds")])]
     return flat(out.reindex(order) if order is not None else out)
 
@@ -170,7 +191,11 @@ def paired(scored: pd.DataFrame, system: str, against: str, metrics: list[str] =
 
 def paired_table(scored: pd.DataFrame, system: str, against: list[str], metrics: list[str] = COLUMNS) -> pd.DataFrame:
     """`paired` of one system against several, rows "against · metric"."""
-    return flat(pd.concat({other: paired(scored, system, other, metrics) for other in against}, names=[f"{system} against", "metric"]))
+    return flat(
+        pd.concat(
+            {other: paired(scored, system, other, metrics) for other in against}, names=[f"{system} against", "metric"]
+        )
+    )
 
 
 def paired_by_responder(scored: pd.DataFrame, system: str, against: str, metrics: list[str] = COLUMNS) -> pd.DataFrame:
@@ -179,11 +204,16 @@ def paired_by_responder(scored: pd.DataFrame, system: str, against: str, metrics
     return flat(pd.concat(parts, names=["responder", "metric"]))
 
 
-def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, label_ours: str = "ours", label_paper: str = "paper") -> pd.DataFrame:
+def beside_paper(
+    ours: pd.DataFrame, paper: pd.DataFrame, label_ours: str = "ours", label_paper: str = "paper"
+) -> pd.DataFrame:
     """Our means and the paper's figures in one table (rows tagged by source)."""
     mine = ours[[("mean", c) for c in COLUMNS]].droplevel(0, axis=1).round(2)
     theirs = paper[COLUMNS].copy()
-    for table in (mine, theirs):  # rows named by one string (our (responder, system) pairs, the paper's (model, before|after))
+    for table in (
+        mine,
+        theirs,
+    ):  # rows named by one string (our (responder, system) pairs, the paper's (model, before|after))
         table.index = [" · ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in table.index]
     return pd.concat({label_ours: mine, label_paper: theirs}, names=["source", "row"])
 
@@ -198,14 +228,18 @@ def finding(test: dict, system: str, against: str, metric: str = HEADLINE) -> st
         return f"{system} beats {against} by {d:+.1f} {metric} points ({interval})."
     if high < 0:
         return f"{against[0].upper() + against[1:]} beats {system} by {-d:+.1f} {metric} points ({interval})."
-    return f"{system} and {against} do not differ by more than {max(abs(low), abs(high)):.1f} {metric} points ({interval})."
+    bound = max(abs(low), abs(high))
+    return f"{system} and {against} do not differ by more than {bound:.1f} {metric} points ({interval})."
 
 
 def findings(scored: pd.DataFrame, system: str, against: list[str], metric: str = HEADLINE) -> list[str]:
     """`finding` for one system against each other system answered by the same responder."""
     present = set(scored["system"])
-    return [finding(paired(scored, system, other, [metric]).loc[metric].to_dict(), system, other, metric)
-            for other in against if other in present]
+    return [
+        finding(paired(scored, system, other, [metric]).loc[metric].to_dict(), system, other, metric)
+        for other in against
+        if other in present
+    ]
 
 
 # ---- the design ------------------------------------------------------------------------------------
@@ -220,8 +254,13 @@ def variance_components(scored: pd.DataFrame, metric: str = HEADLINE) -> pd.Data
             continue
         within = float(wide.var(axis=1, ddof=1).mean())
         between = float(wide.mean(axis=1).var(ddof=1) - within / wide.shape[1])
-        rows[system] = {"patients": len(wide), "seeds": wide.shape[1], "between patients": between, "between seeds": within,
-                        "share between seeds": within / (within + max(between, 0.0)) if within + max(between, 0.0) > 0 else np.nan}
+        rows[system] = {
+            "patients": len(wide),
+            "seeds": wide.shape[1],
+            "between patients": between,
+            "between seeds": within,
+            "share between seeds": within / (within + max(between, 0.0)) if within + max(between, 0.0) > 0 else np.nan,
+        }
     return pd.DataFrame(rows).T
 
 
@@ -230,16 +269,24 @@ Tables = dict[str, tuple[pd.DataFrame, str]]  # file name -> (table, caption)
 
 
 def table1(main: pd.DataFrame, settings: dict[str, Setting]) -> Tables:
-    """Table 1 (before and after, per responder) and its paired comparisons, for each setting."""
+    """Table 1 (before and after, per responder) and its paired comparisons, for each setting that
+    answered the raw-data prompt."""
     out: Tables = {}
     for name, setting in settings.items():
         part = main[(main["setting"] == name) & main["system"].isin([BEFORE, PMLM])]
-        out[f"table1_{name}"] = (formatted(summary(part)), f"Table 1, {setting.describe()}: answers to the Figure 5 prompt (before) "
-                                 "and to the PMLM prompt (after); mean ± half-width of the 95% CI over patients.")
-        out[f"table1_paired_{name}"] = (paired_by_responder(part, PMLM, BEFORE).round(4),
-                                        f"PMLM − before, patient by patient ({name} decoding): mean difference, 95% CI, p-values, "
-                                        "effect size d_z, share of patients improved, and the smallest difference detectable "
-                                        "at 80% power.")
+        if BEFORE not in set(part["system"]):
+            continue
+        out[f"table1_{name}"] = (
+            formatted(summary(part)),
+            f"Table 1, {setting.describe()}: answers to the Figure 5 prompt (before) "
+            "and to the PMLM prompt (after); mean ± half-width of the 95% CI over patients.",
+        )
+        out[f"table1_paired_{name}"] = (
+            paired_by_responder(part, PMLM, BEFORE).round(4),
+            f"PMLM − before, patient by patient ({name} decoding): mean difference, 95% CI, p-values, "
+            "effect size d_z, share of patients improved, and the smallest difference detectable "
+            "at 80% power.",
+        )
     return out
 
 
@@ -252,11 +299,15 @@ def table3(main: pd.DataFrame, settings: dict[str, Setting], responder: str = BU
         part = main[(main["setting"] == name) & (main["responder"] == responder) & main["system"].isin(order)]
         require_same_patients(part, by=["system"])
         present = [s for s in order if s in set(part["system"])]
-        out[f"table3_{name}"] = (formatted(summary(part, by=["system"]), present),
-                                 f"Table 3, {setting.describe()}: ablations (without the prediction SP, the peers PP, the "
-                                 "refinement PR) and random deletion, mean ± half-width of the 95% CI over patients.")
-        out[f"table3_paired_{name}"] = (paired_table(part, PMLM, present[:-1], [HEADLINE, "ROUGE-L", "BLEU-4"]).round(4),
-                                        f"PMLM − each ablation or control, patient by patient ({name} decoding).")
+        out[f"table3_{name}"] = (
+            formatted(summary(part, by=["system"]), present),
+            f"Table 3, {setting.describe()}: ablations (without the prediction SP, the peers PP, the "
+            "refinement PR) and random deletion, mean ± half-width of the 95% CI over patients.",
+        )
+        out[f"table3_paired_{name}"] = (
+            paired_table(part, PMLM, present[:-1], [HEADLINE, "ROUGE-L", "BLEU-4"]).round(4),
+            f"PMLM − each ablation or control, patient by patient ({name} decoding).",
+        )
     return out
 
 
@@ -265,6 +316,10 @@ def setting_findings(main: pd.DataFrame, settings: dict[str, Setting], data_name
     out = []
     for name, setting in settings.items():
         for responder, part in main[main["setting"] == name].groupby("responder", sort=False):
-            out.append((f"{responder} on the {data_name} cohort, {setting.describe()}",
-                        findings(part, PMLM, [BEFORE, WITHOUT_PR, RANDOM, WITHOUT_SP, WITHOUT_PP])))
+            out.append(
+                (
+                    f"{responder} on the {data_name} cohort, {setting.describe()}",
+                    findings(part, PMLM, [BEFORE, WITHOUT_PR, RANDOM, WITHOUT_SP, WITHOUT_PP]),
+                )
+            )
     return out

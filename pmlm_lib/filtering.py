@@ -42,10 +42,17 @@ def select_indicators(cohort: Cohort, min_coverage: float, log: FilterLog) -> Co
     keep = [c for c in cohort.indicators if coverage[c] >= min_coverage]
     dropped = [c for c in cohort.indicators if coverage[c] < min_coverage]
     if not keep:
-        raise ValueError(f"no indicator is measured in at least {min_coverage:.0%} of examinations "
-                         f"(best: {coverage.index[0]} at {coverage.iloc[0]:.1%}); lower min_coverage")
-    log.add("indicators by coverage", len(dropped), "indicators", f"measured in fewer than {min_coverage:.0%} of examinations",
-            ", ".join(f"{c} ({coverage[c]:.1%})" for c in dropped))
+        raise ValueError(
+            f"no indicator is measured in at least {min_coverage:.0%} of examinations "
+            f"(best: {coverage.index[0]} at {coverage.iloc[0]:.1%}); lower min_coverage"
+        )
+    log.add(
+        "indicators by coverage",
+        len(dropped),
+        "indicators",
+        f"measured in fewer than {min_coverage:.0%} of examinations",
+        ", ".join(f"{c} ({coverage[c]:.1%})" for c in dropped),
+    )
     exams = cohort.exams[["patient_id", "exam_date", *keep]]
     return cohort._replace(exams, cohort.patients, keep)
 
@@ -57,31 +64,57 @@ def drop_empty_exams(cohort: Cohort, log: FilterLog) -> Cohort:
     left = set(exams["patient_id"])
     gone = cohort.patients[~cohort.patients["patient_id"].isin(left)]
     if len(gone):
-        log.add("patients without examinations", len(gone), "patients", "all of their examinations were empty",
-                ", ".join(gone["patient_id"].head(20)))
-    return cohort._replace(exams, cohort.patients[cohort.patients["patient_id"].isin(left)].reset_index(drop=True), cohort.indicators)
+        log.add(
+            "patients without examinations",
+            len(gone),
+            "patients",
+            "all of their examinations were empty",
+            ", ".join(gone["patient_id"].head(20)),
+        )
+    return cohort._replace(
+        exams, cohort.patients[cohort.patients["patient_id"].isin(left)].reset_index(drop=True), cohort.indicators
+    )
 
 
 def select_labels(cohort: Cohort, min_patients: int, log: FilterLog) -> Cohort:
     counts = cohort.patients["label"].value_counts()
     rare = counts[counts < min_patients]
-    log.add("labels by patient count", len(rare), "labels", f"fewer than {min_patients} patients",
-            ", ".join(f"{l} ({n})" for l, n in rare.items()))
+    log.add(
+        "labels by patient count",
+        len(rare),
+        "labels",
+        f"fewer than {min_patients} patients",
+        ", ".join(f"{label} ({n})" for label, n in rare.items()),
+    )
     keep_ids = cohort.patients.loc[~cohort.patients["label"].isin(rare.index), "patient_id"]
     if keep_ids.empty:
-        raise ValueError(f"no label has {min_patients} patients or more (largest: {counts.index[0]} with {counts.iloc[0]}); lower min_patients")
+        raise ValueError(
+            f"no label has {min_patients} patients or more (largest: {counts.index[0]} with {counts.iloc[0]}); lower "
+            "min_patients"
+        )
     kept = cohort.subset(keep_ids)
     if len(rare):
-        log.add("patients with a dropped label", int(rare.sum()), "patients", f"their label has fewer than {min_patients} patients")
-        log.add("examinations of those patients", len(cohort.exams) - len(kept.exams), "examinations", "their patient was dropped")
+        log.add(
+            "patients with a dropped label",
+            int(rare.sum()),
+            "patients",
+            f"their label has fewer than {min_patients} patients",
+        )
+        log.add(
+            "examinations of those patients",
+            len(cohort.exams) - len(kept.exams),
+            "examinations",
+            "their patient was dropped",
+        )
     return kept
 
 
 def split_by_date(cohort: Cohort, train_end: str, validation_end: str) -> pd.Series:
     """train: admitted on or before train_end; validation: up to validation_end; test: after."""
     adm = cohort.patients.set_index("patient_id")["admission_date"]
-    split = np.where(adm <= pd.Timestamp(train_end), "train",
-                     np.where(adm <= pd.Timestamp(validation_end), "validation", "test"))
+    split = np.where(
+        adm <= pd.Timestamp(train_end), "train", np.where(adm <= pd.Timestamp(validation_end), "validation", "test")
+    )
     return pd.Series(split, index=adm.index, name="split")
 
 

@@ -23,7 +23,9 @@ from .models import device as pick_device
 
 
 def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -65,13 +67,32 @@ def export_gguf_adapter(peft_model, path: str | Path) -> Path:
     return Path(path)
 
 
-def fine_tune_reply_model(prompts: list[str], replies: list[str], model: str = "bundled", epochs: int = 1, lr: float = 1e-3,
-                          lora_r: int = 8, lora_alpha: int = 16, batch_size: int = 4, max_reply_tokens: int = 256,
-                          seed: int = 0, device: str = "auto") -> dict:
+def fine_tune_reply_model(
+    prompts: list[str],
+    replies: list[str],
+    model: str = "bundled",
+    epochs: int = 1,
+    lr: float = 1e-3,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    batch_size: int = 4,
+    max_reply_tokens: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict:
     """Train (or load from the cache) the reply model; returns its folder, adapter GGUF and log."""
-    options = {"model": model if model != "bundled" else Path(resolve_model_path(model)).name, "epochs": epochs, "lr": lr,
-               "lora_r": lora_r, "lora_alpha": lora_alpha, "batch_size": batch_size, "max_reply_tokens": max_reply_tokens}
-    key = cache.key_of("reply_lora", options, seed, cache.code_fingerprint(sys.modules[__name__], lora), prompts, replies)
+    options = {
+        "model": model if model != "bundled" else Path(resolve_model_path(model)).name,
+        "epochs": epochs,
+        "lr": lr,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "batch_size": batch_size,
+        "max_reply_tokens": max_reply_tokens,
+    }
+    key = cache.key_of(
+        "reply_lora", options, seed, cache.code_fingerprint(sys.modules[__name__], lora), prompts, replies
+    )
     entry = cache.CacheEntry("reply_models", key)
     if not entry.ready:
         device = pick_device(device)
@@ -81,9 +102,22 @@ def fine_tune_reply_model(prompts: list[str], replies: list[str], model: str = "
         examples = []
         for prompt, reply in zip(prompts, replies):
             reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"][:max_reply_tokens]
-            examples.append(example(tokenizer, chat_prompt_ids(tokenizer, prompt), tokenizer.decode(reply_ids) + tokenizer.eos_token))
-        log = train_lora(peft_model, tokenizer.pad_token_id, examples, epochs, batch_size, lr, seed, device,
-                         desc="LoRA fine-tuning on replies")
+            examples.append(
+                example(
+                    tokenizer, chat_prompt_ids(tokenizer, prompt), tokenizer.decode(reply_ids) + tokenizer.eos_token
+                )
+            )
+        log = train_lora(
+            peft_model,
+            tokenizer.pad_token_id,
+            examples,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            device,
+            desc="LoRA fine-tuning on replies",
+        )
         folder = entry.begin()
         peft_model.save_pretrained(folder / "adapter")
         export_gguf_adapter(peft_model, folder / "adapter.gguf")

@@ -17,11 +17,18 @@ from .indicators import INDICATOR_BY_NAME
 from .synthetic import generate
 
 CHINESE_LABELS = {
-    "normal": "正常", "uterine scar": "瘢痕子宫", "acute fetal distress (heart type)": "急性胎儿窘迫（心率型）",
-    "placental dysfunction": "胎盘功能不良", "gestational hypertension": "妊娠期高血压", "premature rupture of membranes": "胎膜早破",
-    "hypothyroidism": "妊娠合并甲状腺功能减退", "uterine rupture": "子宫破裂",
-    "acute fetal distress (amniotic fluid type)": "急性胎儿窘迫（羊水型）", "umbilical cord entanglement": "脐带缠绕",
-    "thalassemia": "地中海贫血", "gestational diabetes": "妊娠期糖尿病",
+    "normal": "正常",
+    "uterine scar": "瘢痕子宫",
+    "acute fetal distress (heart type)": "急性胎儿窘迫（心率型）",
+    "placental dysfunction": "胎盘功能不良",
+    "gestational hypertension": "妊娠期高血压",
+    "premature rupture of membranes": "胎膜早破",
+    "hypothyroidism": "妊娠合并甲状腺功能减退",
+    "uterine rupture": "子宫破裂",
+    "acute fetal distress (amniotic fluid type)": "急性胎儿窘迫（羊水型）",
+    "umbilical cord entanglement": "脐带缠绕",
+    "thalassemia": "地中海贫血",
+    "gestational diabetes": "妊娠期糖尿病",
 }
 PANEL_HOURS = {"cbc": "08:00", "liver": "10:30", "urine": "14:15"}
 
@@ -40,14 +47,21 @@ def write_hospital_export(folder: str | Path, n_patients: int = 300, seed: int =
     for order, (panel, hour) in enumerate(PANEL_HOURS.items()):
         names = [n for n in cohort.indicators if INDICATOR_BY_NAME[n].panel == panel]
         part = cohort.exams.loc[cohort.exams[names].notna().any(axis=1), ["patient_id", "exam_date", *names]]
-        panels.append(part.assign(_order=order, _day=part["exam_date"],
-                                  exam_date=part["exam_date"].dt.strftime("%d/%m/%Y") + f" {hour}"))
+        panels.append(
+            part.assign(
+                _order=order, _day=part["exam_date"], exam_date=part["exam_date"].dt.strftime("%d/%m/%Y") + f" {hour}"
+            )
+        )
     exams = pd.concat(panels).sort_values(["patient_id", "_day", "_order"], kind="stable")
     exams = exams.assign(patient_id=exams["patient_id"].map(ids))[["patient_id", "exam_date", *cohort.indicators]]
     exams[cohort.indicators] = exams[cohort.indicators].apply(lambda column: column.map(_number))
-    patients = pd.DataFrame({"patient_id": cohort.patients["patient_id"].map(ids),
-                             "label": cohort.patients["label"].map(CHINESE_LABELS),
-                             "admission_date": cohort.patients["admission_date"].dt.strftime("%d/%m/%Y")})
+    patients = pd.DataFrame(
+        {
+            "patient_id": cohort.patients["patient_id"].map(ids),
+            "label": cohort.patients["label"].map(CHINESE_LABELS),
+            "admission_date": cohort.patients["admission_date"].dt.strftime("%d/%m/%Y"),
+        }
+    )
     if replies:
         patients["reference_reply"] = cohort.patients["reference_reply"].to_numpy()
     lonely = {"patient_id": f"{len(ids) + 7:06d}", "label": CHINESE_LABELS["normal"], "admission_date": "15/03/2021"}

@@ -36,19 +36,28 @@ class RunInputs:
     encoder_mode: str
     refinement: dict | None = None  # notebook 04's record (decoding, inference mode, ...)
     refined: pd.DataFrame | None = None  # notebook 04's refined test prompts
+    device: str = "auto"  # where the trained policy runs ("auto": CUDA when present)
     _editor: object = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, run, refinement: bool = True) -> RunInputs:
+    def load(cls, run, refinement: bool = True, device: str = "auto") -> RunInputs:
         """The outputs of notebooks 01-03, and of 04 when `refinement` (a missing one is an error)."""
         cohort, split = filtered_cohort(run)
         encoder, standardizer, meta = retrieval.load_encoder(run.require("encoder.pt", made_by="03_peer_retrieval"))
-        inputs = cls(run=run, cohort=cohort, split=split,
-                     predictions=pd.read_parquet(run.require("predictions.parquet", made_by="02_predictor_study")),
-                     peers=pd.read_parquet(run.require("peers.parquet", made_by="03_peer_retrieval")),
-                     coarse=pd.read_parquet(run.require("coarse_prompts.parquet", made_by="03_peer_retrieval"))["prompt"],
-                     k=run.read_record("peer_retrieval", made_by="03_peer_retrieval")["k"], encoder=encoder,
-                     standardizer=standardizer, max_visits=meta["max_visits"], encoder_mode=meta["mode"])
+        inputs = cls(
+            run=run,
+            cohort=cohort,
+            split=split,
+            predictions=pd.read_parquet(run.require("predictions.parquet", made_by="02_predictor_study")),
+            peers=pd.read_parquet(run.require("peers.parquet", made_by="03_peer_retrieval")),
+            coarse=pd.read_parquet(run.require("coarse_prompts.parquet", made_by="03_peer_retrieval"))["prompt"],
+            k=run.read_record("peer_retrieval", made_by="03_peer_retrieval")["k"],
+            encoder=encoder,
+            standardizer=standardizer,
+            max_visits=meta["max_visits"],
+            encoder_mode=meta["mode"],
+            device=device,
+        )
         if refinement:
             inputs.refinement = run.read_record("rl_refinement", made_by="04_rl_refinement")
             inputs.refined = pd.read_parquet(run.require("refined_prompts.parquet", made_by="04_rl_refinement"))
@@ -87,11 +96,14 @@ class RunInputs:
         if self._editor is None:
             from .editor import load_editor
 
-            self._editor = load_editor(self.run.require("policy.pt", made_by="04_rl_refinement"), self.encoder)
+            self._editor = load_editor(
+                self.run.require("policy.pt", made_by="04_rl_refinement"), self.encoder, device=self.device
+            )
         return self._editor
 
     def edit(self, patient_ids: list[str], prompts, n_steps: int | None = None) -> pd.Series:
         """Other prompts of these patients edited by the trained policy in the chosen mode (ablations, sweeps)."""
         mode = self.inference
-        return self.editor().edit_prompts(patient_ids, prompts, self.x_prime(patient_ids), mode["mode"], mode["seed"],
-                                          mode["samples"], n_steps)
+        return self.editor().edit_prompts(
+            patient_ids, prompts, self.x_prime(patient_ids), mode["mode"], mode["seed"], mode["samples"], n_steps
+        )

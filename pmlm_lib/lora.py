@@ -44,8 +44,13 @@ def load_causal_lm(model: str, device: str):
 def add_lora(model, r: int = 8, alpha: int = 16):
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=0.05,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -63,16 +68,28 @@ def target_loss(model, pad_id: int, batch: list[tuple[list[int], list[int]]], de
     keep = max(sum(1 for x in t if x != -100) for _, t in batch) + 1
     positions = (att.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=inp, attention_mask=att, position_ids=positions, logits_to_keep=keep).logits
-    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                             tgt[:, width - keep + 1:].reshape(-1), ignore_index=-100)
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tgt[:, width - keep + 1 :].reshape(-1), ignore_index=-100
+    )
 
 
-def train_lora(model, pad_id: int, examples: list[tuple[list[int], list[int]]], epochs: int, batch_size: int, lr: float,
-               seed: int, device: str, desc: str = "LoRA fine-tuning") -> list[dict]:
+def train_lora(
+    model,
+    pad_id: int,
+    examples: list[tuple[list[int], list[int]]],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str,
+    desc: str = "LoRA fine-tuning",
+) -> list[dict]:
     """AdamW with warm-up and linear decay; returns the loss per update."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     steps = epochs * math.ceil(len(examples) / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps)
+    )
     rng = np.random.default_rng(seed)
     log = []
     model.train()
@@ -83,7 +100,7 @@ def train_lora(model, pad_id: int, examples: list[tuple[list[int], list[int]]], 
             opt.zero_grad()
             loss = 0.0
             for start in range(0, len(batch), micro):
-                part = batch[start:start + micro]
+                part = batch[start : start + micro]
                 value = target_loss(model, pad_id, [examples[i] for i in part], device) * (len(part) / len(batch))
                 value.backward()
                 loss += float(value.detach())

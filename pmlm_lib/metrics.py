@@ -46,10 +46,10 @@ class CJKTokenizer:
 class Metrics:
     """Scores answers against references with the three libraries; build once, call many times."""
 
-    def __init__(self, bertscore=None, lang: str = "auto"):
+    def __init__(self, bertscore=None, lang: str = "auto", device: str = "auto"):
         from .reward import BERTScoreReward
 
-        self.bertscore = bertscore if bertscore is not None else BERTScoreReward()
+        self.bertscore = bertscore if bertscore is not None else BERTScoreReward(device=device)
         self.lang = lang
         self._rouge: dict[str, object] = {}
 
@@ -60,8 +60,9 @@ class Metrics:
         from rouge_score import rouge_scorer
 
         if lang not in self._rouge:
-            self._rouge[lang] = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False,
-                                                         tokenizer=CJKTokenizer() if lang == "zh" else None)
+            self._rouge[lang] = rouge_scorer.RougeScorer(
+                ["rouge1", "rouge2", "rougeL"], use_stemmer=False, tokenizer=CJKTokenizer() if lang == "zh" else None
+            )
         return self._rouge[lang]
 
     def per_answer(self, answers: list[str], references: list[str]) -> pd.DataFrame:
@@ -76,9 +77,14 @@ class Metrics:
         rows = []
         for a, r in zip(answers, references):
             scores = rouge.score(r, a)  # rouge-score's order: (target, prediction)
-            rows.append({"BLEU-4": sacrebleu.sentence_bleu(a, [r], tokenize=tokenize).score,
-                         "ROUGE-L": 100 * scores["rougeL"].fmeasure, "ROUGE-1": 100 * scores["rouge1"].fmeasure,
-                         "ROUGE-2": 100 * scores["rouge2"].fmeasure})
+            rows.append(
+                {
+                    "BLEU-4": sacrebleu.sentence_bleu(a, [r], tokenize=tokenize).score,
+                    "ROUGE-L": 100 * scores["rougeL"].fmeasure,
+                    "ROUGE-1": 100 * scores["rouge1"].fmeasure,
+                    "ROUGE-2": 100 * scores["rouge2"].fmeasure,
+                }
+            )
         out = pd.DataFrame(rows, columns=COLUMNS[:4])
         out[COLUMNS[4:]] = 100 * self.bertscore.all_scores(answers, references)
         return out
@@ -99,10 +105,11 @@ class Metrics:
 
     def describe(self) -> dict:
         """What produced the figures, for the run record."""
-        return {"bleu": {"corpus": self.bleu_signature(),
-                         "sentence": "mean of sacrebleu.sentence_bleu (exp smoothing)"},
-                "rouge": "rouge-score rouge1/rouge2/rougeL F-measure, no stemming; CJK characters as tokens for Chinese",
-                "bertscore": self.bertscore.hash}
+        return {
+            "bleu": {"corpus": self.bleu_signature(), "sentence": "mean of sacrebleu.sentence_bleu (exp smoothing)"},
+            "rouge": "rouge-score rouge1/rouge2/rougeL F-measure, no stemming; CJK characters as tokens for Chinese",
+            "bertscore": self.bertscore.hash,
+        }
 
 
 def min_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.80) -> float:
@@ -132,6 +139,14 @@ def paired_test(after: np.ndarray, before: np.ndarray) -> dict:
     nonzero = diff[diff != 0]
     wilcoxon = stats.wilcoxon(nonzero).pvalue if len(nonzero) >= 1 else 1.0
     t = stats.ttest_rel(after, before).pvalue if sd > 0 else (1.0 if diff.mean() == 0 else 0.0)
-    return {"n": n, "mean_difference": float(diff.mean()), "ci95_low": float(diff.mean() - half), "ci95_high": float(diff.mean() + half),
-            "t_test_p": float(t), "wilcoxon_p": float(wilcoxon), "cohens_dz": float(diff.mean() / sd) if sd > 0 else float("nan"),
-            "share_improved": float((diff > 0).mean()), "min_detectable_80": min_detectable_difference(sd, n)}
+    return {
+        "n": n,
+        "mean_difference": float(diff.mean()),
+        "ci95_low": float(diff.mean() - half),
+        "ci95_high": float(diff.mean() + half),
+        "t_test_p": float(t),
+        "wilcoxon_p": float(wilcoxon),
+        "cohens_dz": float(diff.mean() / sd) if sd > 0 else float("nan"),
+        "share_improved": float((diff > 0).mean()),
+        "min_detectable_80": min_detectable_difference(sd, n),
+    }

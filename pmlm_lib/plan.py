@@ -21,8 +21,15 @@ from .pipeline import default_notebooks_dir, default_reports_dir, discover_noteb
 
 # Time outside answer generation per notebook (seconds), used only until this machine has a run of the
 # profile to measure it from: measured on the 2-core development machine, default profile, 2026-11-23.
-DEFAULT_OVERHEAD = {"01_data_filtering": 20, "02_predictor_study": 180, "03_peer_retrieval": 20, "04_rl_refinement": 60,
-                    "05_evaluation": 150, "06_figures": 30, "07_case_study": 15}
+DEFAULT_OVERHEAD = {
+    "01_data_filtering": 20,
+    "02_predictor_study": 180,
+    "03_peer_retrieval": 20,
+    "04_rl_refinement": 60,
+    "05_evaluation": 150,
+    "06_figures": 30,
+    "07_case_study": 15,
+}
 DEFAULT_TOKENS_PER_SECOND = 330.0  # llama.cpp, SmolLM2 Q8_0, 8 slots, 2 cores: until an answer log measures it here
 BUNDLED = "bundled (llama.cpp)"
 
@@ -68,10 +75,12 @@ def _typical_prompts(count, k: int, raw_tokens: int) -> dict[str, int]:
 
     peers = [("acute fetal distress (heart type)", 0.93 - 0.01 * i) for i in range(k)]
     template = 12  # the chat template's own tokens around a user turn
-    return {"coarse": count(coarse_prompt("gestational hypertension", peers)) + template,
-            "no_prediction": count(coarse_prompt(None, peers)) + template,
-            "no_peers": count(coarse_prompt("gestational hypertension", [])) + template,
-            "raw": raw_tokens + template}
+    return {
+        "coarse": count(coarse_prompt("gestational hypertension", peers)) + template,
+        "no_prediction": count(coarse_prompt(None, peers)) + template,
+        "no_peers": count(coarse_prompt("gestational hypertension", [])) + template,
+        "raw": raw_tokens + template,
+    }
 
 
 def requests_of(stem: str, p: dict, tokens: dict) -> list[Requests]:
@@ -87,31 +96,71 @@ def requests_of(stem: str, p: dict, tokens: dict) -> list[Requests]:
         out.append(Requests("RL episodes", p["epochs"] * per_epoch, refined, p["answer_tokens"]))
         modes = len(p.get("inference_modes") or [])
         if p.get("inference", "auto") == "auto" and modes:
-            out.append(Requests(f"validation: {modes} inference modes, s_0, random deletion", (p.get("validation_patients") or 200) * (modes + 2),
-                                refined, p["answer_tokens"]))
+            out.append(
+                Requests(
+                    f"validation: {modes} inference modes, s_0, random deletion",
+                    (p.get("validation_patients") or 200) * (modes + 2),
+                    refined,
+                    p["answer_tokens"],
+                )
+            )
         return out
     if stem.startswith("05"):
         n_eval, answer = p.get("eval_patients") or 300, p.get("answer_tokens_matched", 96)
-        matched = {"before": tokens["raw"], "PMLM": refined, "without SP": tokens["no_prediction"] - n,
-                   "without PP": tokens["no_peers"], "s_0": coarse, "random deletion": refined}
+        matched = {
+            "before": tokens["raw"],
+            "PMLM": refined,
+            "without SP": tokens["no_prediction"] - n,
+            "without PP": tokens["no_peers"],
+            "s_0": coarse,
+            "random deletion": refined,
+        }
         out = [Requests(f"matched: {system}", n_eval, t, answer) for system, t in matched.items()]
         seeds = p.get("sampled_seeds") or []
         names = {"before (Figure 5, raw data)": "before", "without PR (s_0)": "s_0"}
         sampled = [names.get(s, s) for s in (p.get("sampled_systems") or list(matched))]
-        out += [Requests(f"sampled: {system} × {len(seeds)} seeds", n_eval * len(seeds), matched.get(system, coarse),
-                         p.get("sampled_answer_tokens", 64)) for system in sampled if seeds]
+        out += [
+            Requests(
+                f"sampled: {system} × {len(seeds)} seeds",
+                n_eval * len(seeds),
+                matched.get(system, coarse),
+                p.get("sampled_answer_tokens", 64),
+            )
+            for system in sampled
+            if seeds
+        ]
         if p.get("greedy_patients"):
-            out.append(Requests("greedy-search oracle", p["greedy_patients"] * (p["greedy_budget"] + 1), coarse, answer))
+            out.append(
+                Requests("greedy-search oracle", p["greedy_patients"] * (p["greedy_budget"] + 1), coarse, answer)
+            )
         if p.get("finetune_patients") != 0 and p.get("finetune_eval_patients"):
-            out.append(Requests("fine-tuned LM (Table 2)", p["finetune_eval_patients"], tokens["raw"], answer, "bundled + LoRA"))
-        for name in (p.get("responders") or {}):
-            out.append(Requests(f"{name}: before and PMLM", 2 * n_eval * (1 + len(seeds)), (tokens["raw"] + refined) // 2, answer, name))
+            out.append(
+                Requests(
+                    "fine-tuned LM (Table 2)", p["finetune_eval_patients"], tokens["raw"], answer, "bundled + LoRA"
+                )
+            )
+        for name in p.get("responders") or {}:
+            out.append(
+                Requests(
+                    f"{name}: before and PMLM",
+                    2 * n_eval * (1 + len(seeds)),
+                    (tokens["raw"] + refined) // 2,
+                    answer,
+                    name,
+                )
+            )
         return out
     if stem.startswith("06"):
         settings = len(p.get("k_grid", [])) + len(p.get("n_grid", []))
         shared = int(10 in p.get("k_grid", [])) + int(0 in p.get("n_grid", [])) + int(n in p.get("n_grid", []))
-        return [Requests("k and n sweeps (settings shared with 05 come from the cache)", p.get("sweep_patients", 8) * max(0, settings - shared),
-                         coarse, p.get("answer_tokens_matched", 96))]
+        return [
+            Requests(
+                "k and n sweeps (settings shared with 05 come from the cache)",
+                p.get("sweep_patients", 8) * max(0, settings - shared),
+                coarse,
+                p.get("answer_tokens_matched", 96),
+            )
+        ]
     return []
 
 
@@ -168,12 +217,16 @@ def actual(run_dir: Path) -> dict[str, dict]:
     out = {}
     for path in sorted((Path(run_dir) / "logs").glob("*.answers.jsonl")):
         rows = read_answer_log(path)
-        out[path.name.split(".")[0]] = {k: sum(r[k] for r in rows) for k in
-                                        ("requested", "from_cache", "generated", "prompt_tokens", "answer_tokens", "wall_seconds")}
+        out[path.name.split(".")[0]] = {
+            k: sum(r[k] for r in rows)
+            for k in ("requested", "from_cache", "generated", "prompt_tokens", "answer_tokens", "wall_seconds")
+        }
     return out
 
 
-def make_plan(profile: str, data: str | None = None, overrides: dict | None = None, reports_dir: Path | None = None) -> dict:
+def make_plan(
+    profile: str, data: str | None = None, overrides: dict | None = None, reports_dir: Path | None = None
+) -> dict:
     from .models import cache_dir
 
     prof = load_profile(profile)
@@ -182,23 +235,44 @@ def make_plan(profile: str, data: str | None = None, overrides: dict | None = No
     if data is not None:
         effective.setdefault("01_data_filtering", {})["data_source"] = data
     notebooks = discover_notebooks(default_notebooks_dir())
-    params = {nb.stem: {**notebook_defaults(nb), **parameters_for(nb, prof, reports_dir / "plan", effective)} for nb in notebooks}
+    params = {
+        nb.stem: {**notebook_defaults(nb), **parameters_for(nb, prof, reports_dir / "plan", effective)}
+        for nb in notebooks
+    }
     refine = params.get("04_rl_refinement", {})
     for stem in ("05_evaluation", "06_figures"):  # they answer with the refinement's decoding
         params.get(stem, {})["answer_tokens_matched"] = refine.get("answer_tokens", 96)
-    tokens = _typical_prompts(_token_counter(), params.get("03_peer_retrieval", {}).get("k", 10),
-                              params.get("05_evaluation", {}).get("raw_max_tokens", 512))
+    tokens = _typical_prompts(
+        _token_counter(),
+        params.get("03_peer_retrieval", {}).get("k", 10),
+        params.get("05_evaluation", {}).get("raw_max_tokens", 512),
+    )
     rate, basis = measured_rate(reports_dir)
     rate = rate or DEFAULT_TOKENS_PER_SECOND
-    asked = {k: {n: v for n, v in ps.items() if n != "run_dir"} for k, ps in
-             ((nb.stem, parameters_for(nb, prof, reports_dir / "plan", effective)) for nb in notebooks)}
-    same = next((d for d, r in _answer_logs(reports_dir) if r.get("status") == "ok" and
-                 {k: {n: v for n, v in ps.items() if n != "run_dir"} for k, ps in r.get("parameters", {}).items()} == asked), None)
+    asked = {
+        k: {n: v for n, v in ps.items() if n != "run_dir"}
+        for k, ps in ((nb.stem, parameters_for(nb, prof, reports_dir / "plan", effective)) for nb in notebooks)
+    }
+    same = next(
+        (
+            d
+            for d, r in _answer_logs(reports_dir)
+            if r.get("status") == "ok"
+            and {k: {n: v for n, v in ps.items() if n != "run_dir"} for k, ps in r.get("parameters", {}).items()}
+            == asked
+        ),
+        None,
+    )
     cached_keys = set()
     if same is not None:
         from .responders.base import AnswerCache
 
-        logged = {key for path in (same / "logs").glob("*.answers.jsonl") for row in read_answer_log(path) for key in row["keys"]}
+        logged = {
+            key
+            for path in (same / "logs").glob("*.answers.jsonl")
+            for row in read_answer_log(path)
+            for key in row["keys"]
+        }
         cached_keys = set(AnswerCache().get_many(sorted(logged)))
     prices = prof.get("prices") or {}
     plans = []
@@ -209,30 +283,56 @@ def make_plan(profile: str, data: str | None = None, overrides: dict | None = No
             plan.cached = len({key for row in rows for key in row["keys"]} & cached_keys)
         total = sum(r.answers for r in plan.requests)
         share_new = 1 - min(1.0, plan.cached / total) if total else 0.0
-        local = sum(r.answers * (r.prompt_tokens + r.answer_tokens) for r in plan.requests if r.responder in (BUNDLED, "bundled + LoRA"))
+        local = sum(
+            r.answers * (r.prompt_tokens + r.answer_tokens)
+            for r in plan.requests
+            if r.responder in (BUNDLED, "bundled + LoRA")
+        )
         overhead, plan.basis = DEFAULT_OVERHEAD.get(nb.stem, 15), "default overhead"
         for run_dir, record in _answer_logs(reports_dir):  # the newest run of this profile that measured this notebook
             done = {n["notebook"]: n for n in record.get("notebooks", []) if n.get("status") == "ok"}
             logged = (run_dir / "logs" / f"{nb.stem}.answers.jsonl").exists()
             if record.get("profile") == prof["name"] and nb.stem in done and (logged or not plan.requests):
                 spent = actual(run_dir).get(nb.stem, {}).get("wall_seconds", 0.0)
-                overhead, plan.basis = max(0.0, done[nb.stem]["wall_seconds"] - spent), f"overhead of run {run_dir.name}"
+                overhead, plan.basis = (
+                    max(0.0, done[nb.stem]["wall_seconds"] - spent),
+                    f"overhead of run {run_dir.name}",
+                )
                 break
         plan.minutes = (overhead + share_new * local / rate) / 60
         for r in plan.requests:
             price = prices.get(r.responder)
             if price:
-                plan.cost += r.answers * (r.prompt_tokens * price.get("prompt_per_1k", 0) + r.answer_tokens * price.get("answer_per_1k", 0)) / 1000
+                plan.cost += (
+                    r.answers
+                    * (
+                        r.prompt_tokens * price.get("prompt_per_1k", 0)
+                        + r.answer_tokens * price.get("answer_per_1k", 0)
+                    )
+                    / 1000
+                )
         plans.append(plan)
-    return {"profile": prof["name"], "data": data or params.get("01_data_filtering", {}).get("data_source"), "rate": basis,
-            "cache": str(cache_dir()), "same_parameters_run": same.name if same else None, "notebooks": plans}
+    return {
+        "profile": prof["name"],
+        "data": data or params.get("01_data_filtering", {}).get("data_source"),
+        "rate": basis,
+        "cache": str(cache_dir()),
+        "same_parameters_run": same.name if same else None,
+        "notebooks": plans,
+    }
 
 
 def format_plan(plan: dict) -> str:
     lines = [f"Plan of profile {plan['profile']} on data {plan['data']} ({plan['rate']}; answer cache {plan['cache']})"]
     if plan["same_parameters_run"]:
-        lines.append(f"An earlier run with the same parameters ({plan['same_parameters_run']}) left answers in the cache.")
-    lines += ["", f"{'notebook':<20} {'answers':>8} {'cached':>7} {'prompt tok':>11} {'answer tok':>11} {'minutes':>8} {'cost':>8}"]
+        lines.append(
+            f"An earlier run with the same parameters ({plan['same_parameters_run']}) left answers in the cache."
+        )
+    lines += [
+        "",
+        f"{'notebook':<20} {'answers':>8} {'cached':>7} {'prompt tok':>11} {'answer tok':>11} {'minutes':>8} "
+        f"{'cost':>8}",
+    ]
     total_minutes = total_cost = 0.0
     for p in plan["notebooks"]:
         answers = sum(r.answers for r in p.requests)
@@ -240,9 +340,18 @@ def format_plan(plan: dict) -> str:
         answer = sum(r.answers * r.answer_tokens for r in p.requests)
         total_minutes += p.minutes
         total_cost += p.cost
-        lines.append(f"{p.notebook:<20} {answers:>8} {p.cached:>7} {prompt:>11,} {answer:>11,} {p.minutes:>8.1f} "
-                     f"{('$%.2f' % p.cost) if p.cost else '-':>8}")
-        lines += [f"    {r.answers:>6} × {r.what} ({r.responder}, ~{r.prompt_tokens} + {r.answer_tokens} tokens)" for r in p.requests]
-    lines += ["", f"Estimated: {total_minutes:.1f} minutes on this machine" + (f", ${total_cost:.2f} of API use" if total_cost else "")
-              + ". Answer tokens are upper limits: answers that end earlier cost less."]
+        lines.append(
+            f"{p.notebook:<20} {answers:>8} {p.cached:>7} {prompt:>11,} {answer:>11,} {p.minutes:>8.1f} "
+            f"{f'${p.cost:.2f}' if p.cost else '-':>8}"
+        )
+        lines += [
+            f"    {r.answers:>6} × {r.what} ({r.responder}, ~{r.prompt_tokens} + {r.answer_tokens} tokens)"
+            for r in p.requests
+        ]
+    lines += [
+        "",
+        f"Estimated: {total_minutes:.1f} minutes on this machine"
+        + (f", ${total_cost:.2f} of API use" if total_cost else "")
+        + ". Answer tokens are upper limits: answers that end earlier cost less.",
+    ]
     return "\n".join(lines)

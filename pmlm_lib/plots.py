@@ -88,7 +88,9 @@ def admissions_over_time(cohort: Cohort, split: pd.Series):
     fig, ax = plt.subplots(figsize=(11, 3.5))
     bottom = np.zeros(len(table))
     for split_name in [s for s in SPLIT_COLORS if s in table.columns]:
-        ax.bar(table.index, table[split_name], width=25, bottom=bottom, label=split_name, color=SPLIT_COLORS[split_name])
+        ax.bar(
+            table.index, table[split_name], width=25, bottom=bottom, label=split_name, color=SPLIT_COLORS[split_name]
+        )
         bottom += table[split_name].to_numpy()
     ax.set_ylabel("patients admitted")
     ax.legend()
@@ -101,7 +103,16 @@ def confusion(matrix: pd.DataFrame, title: str):
     """Confusion matrix (rows: true label, columns: predicted), counts and row shares."""
     shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
     fig, ax = plt.subplots(figsize=(10, 8))
-    sns.heatmap(shares, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, cbar_kws={"label": "share of the true label"}, ax=ax)
+    sns.heatmap(
+        shares,
+        annot=matrix,
+        fmt="d",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        cbar_kws={"label": "share of the true label"},
+        ax=ax,
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -113,9 +124,16 @@ def predictor_scores(table: pd.DataFrame, paper_table: pd.DataFrame | None = Non
     """Micro- and macro-F1 on test for each predictor, ours beside the paper's; a row scored on fewer test
     patients than the others says so in its name."""
     fig, axes = plt.subplots(1, 2 if paper_table is not None else 1, figsize=(13, 4), squeeze=False)
-    ours = table[["test_micro_f1", "test_macro_f1"]].rename(columns={"test_micro_f1": "micro-F1", "test_macro_f1": "macro-F1"}) * 100
+    ours = (
+        table[["test_micro_f1", "test_macro_f1"]].rename(
+            columns={"test_micro_f1": "micro-F1", "test_macro_f1": "macro-F1"}
+        )
+        * 100
+    )
     most = table["test_patients"].max()
-    ours.index = [f"{name} (only {n} test patients)" if n < most else name for name, n in zip(table.index, table["test_patients"])]
+    ours.index = [
+        f"{name} (only {n} test patients)" if n < most else name for name, n in zip(table.index, table["test_patients"])
+    ]
     ours.plot.barh(ax=axes[0, 0], color=["#4C72B0", "#DD8452"])
     axes[0, 0].set_title("This run (test set)")
     axes[0, 0].set_xlim(0, 100)
@@ -186,8 +204,10 @@ def refinement_curves(history: pd.DataFrame):
 def system_scores(scored: pd.DataFrame, metric: str = "BERTScore-F1"):
     """One metric per system: each patient's score (averaged over seeds) as a point, the mean as a bar."""
     per_patient = scored.groupby(["responder", "system", "patient_id"])[metric].mean().reset_index()
-    per_patient["row"] = per_patient["system"].where(per_patient["responder"] == per_patient["responder"].iloc[0],
-                                                     per_patient["system"] + " · " + per_patient["responder"])
+    per_patient["row"] = per_patient["system"].where(
+        per_patient["responder"] == per_patient["responder"].iloc[0],
+        per_patient["system"] + " · " + per_patient["responder"],
+    )
     order = per_patient.groupby("row")[metric].mean().sort_values().index.tolist()
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(order) + 1.2))
     sns.barplot(data=per_patient, y="row", x=metric, order=order, color="#C9D6E8", errorbar=None, ax=ax)
@@ -207,8 +227,13 @@ def edit_heatmap(positions: pd.Series, n_steps: int, n_indices: int = 100):
             if j < n_indices:
                 counts[step, j] += 1
     fig, ax = plt.subplots(figsize=(14, 0.35 * n_steps + 1.6))
-    sns.heatmap(pd.DataFrame(counts, index=range(1, n_steps + 1), columns=range(n_indices)), cmap="rocket_r", ax=ax,
-                cbar_kws={"label": "prompts"}, xticklabels=10)
+    sns.heatmap(
+        pd.DataFrame(counts, index=range(1, n_steps + 1), columns=range(n_indices)),
+        cmap="rocket_r",
+        ax=ax,
+        cbar_kws={"label": "prompts"},
+        xticklabels=10,
+    )
     ax.set_xlabel("word index in the prompt state")
     ax.set_ylabel("step")
     fig.tight_layout()
@@ -259,7 +284,7 @@ def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str],
         ax.plot(values["exam_date"], values[name], color="#4C72B0", marker="o", ms=3)
         ax.scatter(values.loc[outside, "exam_date"], values.loc[outside, name], color="#C44E52", zorder=3, s=14)
         ax.set_title(f"{spec.label if spec else name.replace('_', ' ')}" + (f" ({unit})" if unit else ""), fontsize=9)
-    for ax in axes.ravel()[len(shown):]:
+    for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     axes[0, 0].set_xlim(first - pad, last + pad)
     locator = mdates.AutoDateLocator(minticks=2, maxticks=4)

@@ -20,16 +20,26 @@ OPERATIONS = ("delete", "replace", "insert")
 
 
 class WordPolicy(nn.Module):
-    def __init__(self, word_dim: int = 384, patient_dim: int = 128, hidden: int = 256, dropout: float = 0.4,
-                 operations: tuple[str, ...] = ("delete",)):
+    def __init__(
+        self,
+        word_dim: int = 384,
+        patient_dim: int = 128,
+        hidden: int = 256,
+        dropout: float = 0.4,
+        operations: tuple[str, ...] = ("delete",),
+    ):
         super().__init__()
         unknown = set(operations) - set(OPERATIONS)
         if unknown or not operations:
             raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}, not {operations!r}")
         self.operations = tuple(op for op in OPERATIONS if op in operations)
         self.net = nn.Sequential(
-            nn.Linear(2 * word_dim + patient_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(2 * word_dim + patient_dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, 1),
         )
         self.edits_words = len(self.operations) > 1 or self.operations != ("delete",)

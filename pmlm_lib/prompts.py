@@ -10,6 +10,11 @@ prompt that the "before" baseline sends (it carries the patient's exam values).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas is imported where tables are made, not at import time
+    import pandas as pd
+
 
 TEMPLATES = {
     # Figure 3: instruction tuning of the predictor LLM_p
@@ -23,8 +28,13 @@ TEMPLATES = {
     # Figure 4: the coarse-grained personalized prompt s_0, in parts so that the ablations of
     # Table 3 (without the prediction, without the peers) leave a sentence out instead of faking it
     "coarse": "<Instruction>: You are an assistant with expertise in medical knowledge.\n***\n<Input>: {body}",
-    "coarse_request": "I am a patient. Please provide advice based on my prediction results and the data from patients similar to me.",
-    "coarse_prediction": "Based on my previous checkup results, the medical deep learning model predicts that my current condition is {prediction}.",
+    "coarse_request": (
+        "I am a patient. Please provide advice based on my prediction results and the data from patients similar to me."
+    ),
+    "coarse_prediction": (
+        "Based on my previous checkup results, the medical deep learning model predicts that my current condition is "
+        "{prediction}."
+    ),
     "coarse_peers": (
         "In addition, the hospital analyzed the similarity of physical examination indicators and identified "
         "information about past patients with similar results to mine. Their discharge diagnoses are as follows "
@@ -70,7 +80,9 @@ def raw_prompt(indicators: str, history: str) -> str:
 # One word segmentation for the whole workbench: a word is a run of non-space characters (or one
 # CJK character, since Chinese has no spaces) with the white space that follows it, so that joining
 # the words gives back the text exactly and deleting a word removes its trailing space.
-_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]\s*|[^\s\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+\s*")
+_WORD = re.compile(
+    r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]\s*|[^\s\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+\s*"
+)
 
 
 def segment(text: str) -> list[str]:
@@ -88,5 +100,7 @@ def coarse_prompts(predicted: pd.Series, peers: pd.DataFrame, k: int) -> pd.Data
 
     top = peers[peers["rank"] <= k].sort_values(["patient_id", "rank"])
     grouped = {pid: list(zip(g["peer_label"], g["similarity"])) for pid, g in top.groupby("patient_id", sort=False)}
-    rows = [{"patient_id": pid, "prompt": coarse_prompt(label, grouped.get(pid, []))} for pid, label in predicted.items()]
+    rows = [
+        {"patient_id": pid, "prompt": coarse_prompt(label, grouped.get(pid, []))} for pid, label in predicted.items()
+    ]
     return pd.DataFrame(rows).set_index("patient_id")

@@ -20,8 +20,28 @@ import pandas as pd
 from .indicators import INDICATOR_BY_NAME, PLAUSIBLE_LIMITS
 
 QUALITY_MODES = ("clean", "raise")
-MISSING_TOKENS = frozenset({"", "na", "n/a", "n.a.", "nan", "null", "none", "nil", "missing", "unknown", "-", "--", "?",
-                            "#n/a", "无", "空", "未知", "缺失"})
+MISSING_TOKENS = frozenset(
+    {
+        "",
+        "na",
+        "n/a",
+        "n.a.",
+        "nan",
+        "null",
+        "none",
+        "nil",
+        "missing",
+        "unknown",
+        "-",
+        "--",
+        "?",
+        "#n/a",
+        "无",
+        "空",
+        "未知",
+        "缺失",
+    }
+)
 _CENSORED = re.compile(r"^\s*([<>]=?|≤|≥)\s*(-?\d+(?:\.\d+)?)\s*$")
 UNIT_MIXUP_SHARE = 0.5  # beyond this share of values outside the limits, the unit is wrong, not the values
 
@@ -59,7 +79,9 @@ def censored_values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     return pd.to_numeric(match[1], errors="coerce"), found
 
 
-def plausible_limits(indicators: list[str], units: dict[str, str], extra: dict | None = None) -> dict[str, tuple[float, float]]:
+def plausible_limits(
+    indicators: list[str], units: dict[str, str], extra: dict | None = None
+) -> dict[str, tuple[float, float]]:
     """Limits per indicator: the catalogue's where the cohort's unit is the catalogue's (or not
     declared), then the cohort's own table (`extra`: name -> [low, high]) on top."""
     limits = {}

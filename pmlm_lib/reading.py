@@ -58,8 +58,10 @@ def decode(raw: bytes, path: Path, encoding: str = "auto") -> tuple[str, str]:
         try:
             return raw.decode(encoding), encoding
         except (UnicodeDecodeError, LookupError) as exc:
-            raise ReadError(f"{path}: cannot be read as {encoding} ({exc}). How to fix: set the encoding option to the "
-                            "file's encoding (utf-8, gb18030, latin-1, cp1252, ...), or save the file as UTF-8") from None
+            raise ReadError(
+                f"{path}: cannot be read as {encoding} ({exc}). How to fix: set the encoding option to the "
+                "file's encoding (utf-8, gb18030, latin-1, cp1252, ...), or save the file as UTF-8"
+            ) from None
     try:
         return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError as exc:
@@ -71,9 +73,11 @@ def decode(raw: bytes, path: Path, encoding: str = "auto") -> tuple[str, str]:
     except UnicodeDecodeError:
         pass
     line = raw[:first_bad].count(b"\n") + 1
-    raise ReadError(f"{path}: is not UTF-8 (the first byte that is not, 0x{raw[first_bad]:02x}, is on line {line}) and does not "
-                    "read as Chinese GB18030 either. How to fix: set the encoding option to the file's encoding, for example "
-                    "encoding: latin-1 (Western European exports) or cp1252 (Windows), or save the file as UTF-8")
+    raise ReadError(
+        f"{path}: is not UTF-8 (the first byte that is not, 0x{raw[first_bad]:02x}, is on line {line}) and does not "
+        "read as Chinese GB18030 either. How to fix: set the encoding option to the file's encoding, for example "
+        "encoding: latin-1 (Western European exports) or cp1252 (Windows), or save the file as UTF-8"
+    )
 
 
 def sniff_delimiter(text: str, path: Path) -> str:
@@ -95,23 +99,34 @@ def _clean_headers(frame: pd.DataFrame, header: list[str], path: Path, report: R
     stripped = [h.strip().lstrip("\ufeff") for h in header]
     changed = [h for h, s in zip(header, stripped) if h != s and s]
     if changed:
-        report.notes.append(("column names with spaces around them, trimmed", len(changed), ", ".join(repr(h) for h in changed[:8])))
+        report.notes.append(
+            ("column names with spaces around them, trimmed", len(changed), ", ".join(repr(h) for h in changed[:8]))
+        )
     unnamed = [i for i, s in enumerate(stripped) if s == "" or re.fullmatch(r"Unnamed: \d+", s)]
     empty = [i for i in unnamed if frame.iloc[:, i].fillna("").astype(str).str.strip().eq("").all()]
     if len(empty) < len(unnamed):
         i = next(i for i in unnamed if i not in empty)
-        raise ReadError(f"{path}, column {i + 1}: holds values but has no name in the header. How to fix: give the column a "
-                        "name in the first line, or delete it")
+        raise ReadError(
+            f"{path}, column {i + 1}: holds values but has no name in the header. How to fix: give the column a "
+            "name in the first line, or delete it"
+        )
     if empty:
-        report.notes.append(("empty columns without a name removed (as Excel leaves them)", len(empty),
-                             ", ".join(f"column {i + 1}" for i in empty)))
+        report.notes.append(
+            (
+                "empty columns without a name removed (as Excel leaves them)",
+                len(empty),
+                ", ".join(f"column {i + 1}" for i in empty),
+            )
+        )
     keep = [i for i in range(len(stripped)) if i not in empty]
     names = [stripped[i] for i in keep]
     seen: dict[str, int] = {}
     for i, name in zip(keep, names):
         if name in seen:
-            raise ReadError(f"{path}: the column name '{name}' appears twice (columns {seen[name] + 1} and {i + 1}). How to fix: "
-                            "rename or delete one of them (two columns of one name cannot both be the same indicator)")
+            raise ReadError(
+                f"{path}: the column name '{name}' appears twice (columns {seen[name] + 1} and {i + 1}). How to fix: "
+                "rename or delete one of them (two columns of one name cannot both be the same indicator)"
+            )
         seen[name] = i
     out = frame.iloc[:, keep].copy()
     out.columns = names
@@ -136,29 +151,47 @@ def _decimal_commas(frame: pd.DataFrame, report: ReadReport, option: str) -> pd.
             changed.append(column)
     if changed:
         report.decimal = ","
-        report.notes.append(("numbers with a decimal comma read as decimals (12,5 = 12.5)", count,
-                             "in " + ", ".join(map(str, changed[:8])) + (" ..." if len(changed) > 8 else "")))
+        report.notes.append(
+            (
+                "numbers with a decimal comma read as decimals (12,5 = 12.5)",
+                count,
+                "in " + ", ".join(map(str, changed[:8])) + (" ..." if len(changed) > 8 else ""),
+            )
+        )
     return frame
 
 
-def read_csv(path: str | Path, encoding: str = "auto", delimiter: str = "auto", decimal: str = "auto") -> tuple[pd.DataFrame, ReadReport]:
+def read_csv(
+    path: str | Path, encoding: str = "auto", delimiter: str = "auto", decimal: str = "auto"
+) -> tuple[pd.DataFrame, ReadReport]:
     """A CSV (or other delimited text) as a table of text cells, and what reading decided; each of
     encoding, delimiter and decimal is detected when "auto"."""
     path = Path(path)
     raw = path.read_bytes()
     if not raw.strip():
-        raise ReadError(f"{path}: the file is empty. How to fix: export the table again; the first line names the columns")
+        raise ReadError(
+            f"{path}: the file is empty. How to fix: export the table again; the first line names the columns"
+        )
     text, used = decode(raw, path, encoding)
     report = ReadReport(encoding=used)
     report.delimiter = sniff_delimiter(text, path) if delimiter == "auto" else delimiter
     if report.delimiter not in DELIMITERS:
         raise ReadError(f"{path}: delimiter {report.delimiter!r} is not supported. How to fix: use one of , ; tab |")
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=report.delimiter, dtype=str, keep_default_na=False, header=None,
-                            skip_blank_lines=True, engine="python")
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=report.delimiter,
+            dtype=str,
+            keep_default_na=False,
+            header=None,
+            skip_blank_lines=True,
+            engine="python",
+        )
     except (pd.errors.ParserError, csv.Error) as exc:
-        raise ReadError(f"{path}: cannot be read as a table with delimiter {report.delimiter!r} ({exc}). How to fix: set the "
-                        "delimiter option, or check for a line with more fields than the header (a quote left open)") from None
+        raise ReadError(
+            f"{path}: cannot be read as a table with delimiter {report.delimiter!r} ({exc}). How to fix: set the "
+            "delimiter option, or check for a line with more fields than the header (a quote left open)"
+        ) from None
     header = [str(h) for h in frame.iloc[0]] if len(frame) else []
     frame = frame.iloc[1:].reset_index(drop=True)
     frame = _clean_headers(frame, header, path, report)

@@ -82,7 +82,9 @@ class Baseline:
         self.kind = kind
         self.running: float | None = None
 
-    def __call__(self, result: RewardResult, episodes: list[Episode], log: list[dict], random_reward: dict) -> np.ndarray:
+    def __call__(
+        self, result: RewardResult, episodes: list[Episode], log: list[dict], random_reward: dict
+    ) -> np.ndarray:
         if self.kind == "mean":
             return np.full(len(episodes), self.running or 0.0)
         if self.kind == "s0_score" and len(log) >= 2:
@@ -101,7 +103,7 @@ class Baseline:
 
 def batches(items: list, size: int | None) -> list[list]:
     size = size or len(items)
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 class Refiner:
@@ -130,13 +132,16 @@ class Refiner:
                 # 1. roll out (Eqs. 5-8): n edits sampled from π(e|s_i) = softmax(f(E ‖ Ē ‖ x̂))
                 rollouts = self.editor.rollout(batch, "sample", generator)
                 # 2. reward (Eq. 9): BS(LLM_r(P), r) − BS(LLM_r(s_0), r)
-                result = self.reward([r.final for r in rollouts], [e.prompt for e in batch], [e.reference for e in batch])
+                result = self.reward(
+                    [r.final for r in rollouts], [e.prompt for e in batch], [e.reference for e in batch]
+                )
                 # 3. baseline: what each reward is compared with (0 in the paper)
-                advantage = torch.as_tensor(result.reward - self.baseline(result, batch, self.log, self.random_reward))
+                expected = self.baseline(result, batch, self.log, self.random_reward)
+                advantage = torch.as_tensor(result.reward - expected, dtype=torch.float32, device=self.editor.device)
                 # 4. loss (Eq. 11), with an optional entropy bonus, and the update
                 with self.timer("update"):
                     logp, entropy = torch.stack([r.logp for r in rollouts]), torch.stack([r.entropy for r in rollouts])
-                    loss = -(logp * advantage.float()).mean() - self.config.entropy_bonus * entropy.mean()
+                    loss = -(logp * advantage).mean() - self.config.entropy_bonus * entropy.mean()
                     self.optimizer.zero_grad()
                     loss.backward()
                     self.optimizer.step()
@@ -155,12 +160,16 @@ class Refiner:
             self.reward.prepare(initials)
             return
         n = self.editor.n_steps
-        randoms = [random_deletion(e.prompt, n, np.random.default_rng([self.config.seed, i]), self.editor.min_words)[0]
-                   for i, e in enumerate(episodes)]
+        randoms = [
+            random_deletion(e.prompt, n, np.random.default_rng([self.config.seed, i]), self.editor.min_words)[0]
+            for i, e in enumerate(episodes)
+        ]
         self.reward.prepare(initials + randoms)
         missing = [i for i, e in enumerate(episodes) if e.patient_id not in self.random_reward]
         if missing:
-            result = self.reward([randoms[i] for i in missing], [initials[i] for i in missing], [episodes[i].reference for i in missing])
+            result = self.reward(
+                [randoms[i] for i in missing], [initials[i] for i in missing], [episodes[i].reference for i in missing]
+            )
             self.random_reward.update({episodes[i].patient_id: float(r) for i, r in zip(missing, result.reward)})
 
     def start_epoch(self, episodes: list[Episode]) -> tuple[torch.Generator, list[Episode]]:
@@ -168,34 +177,60 @@ class Refiner:
         epoch_seed = cfg.seed * 1000 + self.epoch
         torch.manual_seed(epoch_seed)  # dropout and sampling depend only on (seed, epoch): resumable
         rng = np.random.default_rng(epoch_seed)
-        chosen = episodes if cfg.patients_per_epoch is None or cfg.patients_per_epoch >= len(episodes) else \
-            [episodes[i] for i in rng.permutation(len(episodes))[: cfg.patients_per_epoch]]
+        chosen = (
+            episodes
+            if cfg.patients_per_epoch is None or cfg.patients_per_epoch >= len(episodes)
+            else [episodes[i] for i in rng.permutation(len(episodes))[: cfg.patients_per_epoch]]
+        )
         self.editor.train(True)
         return torch.Generator().manual_seed(epoch_seed), chosen
 
     def record(self, batch: list[Episode], rollouts: list[Rollout], result: RewardResult, loss: float) -> None:
         for e, r, rew, a, b in zip(batch, rollouts, result.reward, result.after, result.before):
-            self.log.append({"epoch": self.epoch, "patient_id": e.patient_id, "positions": r.positions, "operations": r.operations,
-                             "words": r.words, "reward": float(rew), "score_after": float(a), "score_before": float(b),
-                             "random_reward": self.random_reward.get(e.patient_id), "entropy": float(r.entropy.detach()),
-                             "loss": loss, "update": self.updates})
+            self.log.append(
+                {
+                    "epoch": self.epoch,
+                    "patient_id": e.patient_id,
+                    "positions": r.positions,
+                    "operations": r.operations,
+                    "words": r.words,
+                    "reward": float(rew),
+                    "score_after": float(a),
+                    "score_before": float(b),
+                    "random_reward": self.random_reward.get(e.patient_id),
+                    "entropy": float(r.entropy.detach()),
+                    "loss": loss,
+                    "update": self.updates,
+                }
+            )
 
     def end_epoch(self, progress) -> dict:
         rows = [row for row in self.log if row["epoch"] == self.epoch]
         reward = np.array([row["reward"] for row in rows])
-        summary = {"epoch": self.epoch, "patients": len(rows), "updates": len({row["update"] for row in rows}),
-                   "mean_reward": float(reward.mean()), "reward_sd": float(reward.std()),
-                   "reward_se": float(reward.std(ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else float("nan"),
-                   "loss": float(np.mean([row["loss"] for row in rows])),
-                   "entropy": float(np.mean([row["entropy"] for row in rows]) / max(1, self.editor.n_steps))}
+        summary = {
+            "epoch": self.epoch,
+            "patients": len(rows),
+            "updates": len({row["update"] for row in rows}),
+            "mean_reward": float(reward.mean()),
+            "reward_sd": float(reward.std()),
+            "reward_se": float(reward.std(ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else float("nan"),
+            "loss": float(np.mean([row["loss"] for row in rows])),
+            "entropy": float(np.mean([row["entropy"] for row in rows]) / max(1, self.editor.n_steps)),
+        }
         if self.random_reward:
             gain = reward - np.array([row["random_reward"] for row in rows])
-            summary.update({"minus_random": float(gain.mean()),
-                            "minus_random_se": float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("nan")})
+            summary.update(
+                {
+                    "minus_random": float(gain.mean()),
+                    "minus_random_se": float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("nan"),
+                }
+            )
         summary.update({f"seconds_{k}": round(v, 2) for k, v in self.timer.seconds.items()})
-        progress(f"epoch {self.epoch}: mean reward {summary['mean_reward']:+.4f} (sd {summary['reward_sd']:.4f})"
-                 + (f", policy − random {summary['minus_random']:+.4f}" if "minus_random" in summary else "")
-                 + f", loss {summary['loss']:+.4f}, {summary['seconds_answers']:.0f} s answering so far")
+        progress(
+            f"epoch {self.epoch}: mean reward {summary['mean_reward']:+.4f} (sd {summary['reward_sd']:.4f})"
+            + (f", policy − random {summary['minus_random']:+.4f}" if "minus_random" in summary else "")
+            + f", loss {summary['loss']:+.4f}, {summary['seconds_answers']:.0f} s answering so far"
+        )
         self.epoch += 1
         return summary
 
@@ -206,18 +241,35 @@ class Refiner:
     # ---- checkpoints ---------------------------------------------------------------------------
     def _identity(self) -> dict:
         """What a checkpoint must match to be resumed (more epochs may continue a run)."""
-        return {"config": {k: v for k, v in asdict(self.config).items() if k != "epochs"}, "editor": self.editor.settings(),
-                "decoding": self.reward.decoding.as_dict(), "vocabulary": self.editor.vocabulary}
+        return {
+            "config": {k: v for k, v in asdict(self.config).items() if k != "epochs"},
+            "editor": self.editor.settings(),
+            "decoding": self.reward.decoding.as_dict(),
+            "vocabulary": self.editor.vocabulary,
+        }
 
     def save_checkpoint(self, path: str | Path, history: list[dict]) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".partial")
-        torch.save({"policy": self.editor.policy.state_dict(), "encoder": self.editor.encoder.state_dict(),
-                    "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "updates": self.updates,
-                    "baseline": self.baseline.running,
-                    "history": history, "log": self.log, "seconds": self.timer.seconds, "identity": self._identity(),
-                    "editor": self.editor.settings(), "vocabulary": self.editor.vocabulary,
-                    "reward": self.reward.state_dict(), "random_reward": self.random_reward}, tmp)
+        torch.save(
+            {
+                "policy": self.editor.policy.state_dict(),
+                "encoder": self.editor.encoder.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch,
+                "updates": self.updates,
+                "baseline": self.baseline.running,
+                "history": history,
+                "log": self.log,
+                "seconds": self.timer.seconds,
+                "identity": self._identity(),
+                "editor": self.editor.settings(),
+                "vocabulary": self.editor.vocabulary,
+                "reward": self.reward.state_dict(),
+                "random_reward": self.random_reward,
+            },
+            tmp,
+        )
         tmp.replace(path)  # atomic: a crash while saving keeps the previous checkpoint
 
     def load_checkpoint(self, path: str | Path, progress=print) -> list[dict]:
@@ -226,12 +278,19 @@ class Refiner:
         if state.get("identity") != self._identity():
             aside = path.with_name(path.name + ".previous")
             path.replace(aside)  # kept, not deleted: it was someone's computation
-            progress(f"{path.name} was trained with another configuration; moved to {aside.name}, training from the start")
+            progress(
+                f"{path.name} was trained with another configuration; moved to {aside.name}, training from the start"
+            )
             return []
         self.editor.policy.load_state_dict(state["policy"])
         self.editor.encoder.load_state_dict(state["encoder"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.updates, self.baseline.running, self.log = state["epoch"], state["updates"], state["baseline"], state["log"]
+        self.epoch, self.updates, self.baseline.running, self.log = (
+            state["epoch"],
+            state["updates"],
+            state["baseline"],
+            state["log"],
+        )
         self.timer.seconds = state["seconds"]
         self.reward.load_state_dict(state["reward"])
         self.random_reward = state["random_reward"]
@@ -247,11 +306,15 @@ def episodes_for(cohort, patient_ids: list[str], prompts, x_prime: np.ndarray) -
     """Training episodes of these patients: coarse prompt, x' (rows in patient_ids' order) and the doctor's reply."""
     cohort.require_replies("RL refinement (the reward compares answers with the doctors' replies)")
     replies = cohort.patients.set_index("patient_id")["reference_reply"]
-    return [Episode(patient_id=p, prompt=prompts[p], x_prime=x_prime[i], reference=replies[p]) for i, p in enumerate(patient_ids)]
+    return [
+        Episode(patient_id=p, prompt=prompts[p], x_prime=x_prime[i], reference=replies[p])
+        for i, p in enumerate(patient_ids)
+    ]
 
 
-def compare_inference_modes(editor: PromptEditor, reward: AnswerReward, episodes: list[Episode], modes=None, seed: int = 0,
-                            samples: int = 8) -> pd.DataFrame:
+def compare_inference_modes(
+    editor: PromptEditor, reward: AnswerReward, episodes: list[Episode], modes=None, seed: int = 0, samples: int = 8
+) -> pd.DataFrame:
     """How each inference mode of the trained policy does on patients with replies (validation
     patients: test patients never choose anything). Every mode's edited prompts, s_0 and random
     deletion of n words are answered with the refinement's responder and decoding in one batch and
@@ -270,7 +333,10 @@ def compare_inference_modes(editor: PromptEditor, reward: AnswerReward, episodes
     systems["random deletion"] = random_deletion_prompts(initial, editor.n_steps, seed, editor.min_words)
     references = [e.reference for e in episodes]
     reward.prepare([p for prompts in systems.values() for p in prompts.values()])
-    scores = {name: 100 * reward.scores([prompts[e.patient_id] for e in episodes], references) for name, prompts in systems.items()}
+    scores = {
+        name: 100 * reward.scores([prompts[e.patient_id] for e in episodes], references)
+        for name, prompts in systems.items()
+    }
     rows = []
     for mode in modes:
         row = {"mode": mode, "patients": len(episodes), "BERTScore-F1": scores[mode].mean()}
@@ -278,8 +344,13 @@ def compare_inference_modes(editor: PromptEditor, reward: AnswerReward, episodes
             row["share unlike greedy"] = float(np.mean([systems[mode][p] != systems["greedy"][p] for p in initial]))
         for against in ("s_0", "random deletion"):
             test = paired_test(scores[mode], scores[against])
-            row.update({f"− {against}": test["mean_difference"], f"− {against} CI low": test["ci95_low"],
-                        f"− {against} CI high": test["ci95_high"]})
+            row.update(
+                {
+                    f"− {against}": test["mean_difference"],
+                    f"− {against} CI low": test["ci95_low"],
+                    f"− {against} CI high": test["ci95_high"],
+                }
+            )
         rows.append(row)
     table = pd.DataFrame(rows).set_index("mode")
     table.attrs["controls"] = {name: float(scores[name].mean()) for name in ("s_0", "random deletion")}

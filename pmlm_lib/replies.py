@@ -18,7 +18,8 @@ from .indicators import INDICATOR_BY_NAME, trimester_of_week
 OPENINGS = {
     "normal": [
         "Your examination results during this pregnancy are consistent with a normal pregnancy.",
-        "Based on your prenatal check-ups, your pregnancy has progressed normally and no specific complication was diagnosed.",
+        "Based on your prenatal check-ups, your pregnancy has progressed normally and no specific complication was "
+        "diagnosed.",
         "According to your test results and the findings at admission, your condition is normal.",
     ],
     "_": [
@@ -40,7 +41,8 @@ ADVICE = {
         "Keep a positive mood and share worries with your family or the care team.",
     ],
     "uterine scar": [
-        "Because of the scar from your previous caesarean section, plan the delivery with your obstetrician in advance.",
+        "Because of the scar from your previous caesarean section, plan the delivery with your obstetrician in "
+        "advance.",
         "Come to hospital immediately if you feel persistent abdominal pain or pain at the scar.",
         "An ultrasound assessment of the thickness of the lower uterine segment is advised before delivery.",
         "Discuss whether a trial of labour or a repeat caesarean section is safer for you.",
@@ -65,7 +67,8 @@ ADVICE = {
         "Watch the newborn for breathing difficulty in the first days.",
     ],
     "placental dysfunction": [
-        "The placenta is not supplying the baby as well as it should; regular ultrasound checks of fetal growth and Doppler blood flow are needed.",
+        "The placenta is not supplying the baby as well as it should; regular ultrasound checks of fetal growth and "
+        "Doppler blood flow are needed.",
         "Count fetal movements daily and report any decrease immediately.",
         "Rest on your left side to improve placental blood flow.",
         "Keep a nutritious diet rich in protein and iron.",
@@ -75,7 +78,8 @@ ADVICE = {
     ],
     "gestational hypertension": [
         "Measure your blood pressure at home every day and record the readings.",
-        "Come to hospital at once if you have a severe headache, blurred vision, upper abdominal pain or sudden swelling.",
+        "Come to hospital at once if you have a severe headache, blurred vision, upper abdominal pain or sudden "
+        "swelling.",
         "Take the antihypertensive medicine exactly as prescribed.",
         "Limit salt moderately and keep a diet rich in protein.",
         "Urine protein, kidney and liver function and platelets need regular checks to detect pre-eclampsia early.",
@@ -96,15 +100,19 @@ ADVICE = {
         "Take iron and calcium supplements at least four hours apart from levothyroxine.",
         "Use iodised salt in a moderate amount.",
         "Report marked tiredness, feeling cold, constipation or swelling.",
-        "After delivery your dose usually returns to the pre-pregnancy level; have your thyroid checked six weeks postpartum.",
+        "After delivery your dose usually returns to the pre-pregnancy level; have your thyroid checked six weeks "
+        "postpartum.",
         "The baby will have a routine thyroid screening after birth.",
     ],
     "uterine rupture": [
-        "A rupture of the uterus was diagnosed; this is an emergency that was treated surgically, and close follow-up is essential.",
+        "A rupture of the uterus was diagnosed; this is an emergency that was treated surgically, and close follow-up "
+        "is essential.",
         "Watch for signs of bleeding or infection after surgery, such as dizziness, fever or increasing pain.",
         "Blood loss needs correction; take the iron treatment prescribed and recheck your blood count.",
-        "A future pregnancy carries a high risk of another rupture; discuss contraception and family planning with your doctor.",
-        "Any future pregnancy should be booked early with a specialist team and delivered by planned caesarean section.",
+        "A future pregnancy carries a high risk of another rupture; discuss contraception and family planning with "
+        "your doctor.",
+        "Any future pregnancy should be booked early with a specialist team and delivered by planned caesarean "
+        "section.",
         "Emotional support after such an event is important; speak with the care team about how you feel.",
     ],
     "umbilical cord entanglement": [
@@ -137,15 +145,40 @@ ADVICE = {
 
 # Advice that follows from a patient's own finding: (indicator, direction) -> sentence.
 FINDING_ADVICE = {
-    ("hemoglobin", "low"): "Because your haemoglobin is low, eat iron-rich foods such as lean meat and leafy greens and take iron as prescribed.",
-    ("platelet_count", "low"): "Your platelet count needs to be rechecked before delivery and before any epidural anaesthesia.",
-    ("platelet_count", "falling"): "Your platelets have been falling; they will be checked again, with blood pressure and liver tests.",
-    ("alt", "high"): "Your liver enzyme ALT is raised; liver function will be rechecked and you should report itching or yellow skin.",
-    ("total_bile_acid", "high"): "Your bile acids are raised; report itching of the palms or soles, and they will be rechecked.",
+    (
+        "hemoglobin",
+        "low",
+    ): "Because your haemoglobin is low, eat iron-rich foods such as lean meat and leafy greens and take iron as "
+    "prescribed.",
+    (
+        "platelet_count",
+        "low",
+    ): "Your platelet count needs to be rechecked before delivery and before any epidural anaesthesia.",
+    (
+        "platelet_count",
+        "falling",
+    ): "Your platelets have been falling; they will be checked again, with blood pressure and liver tests.",
+    (
+        "alt",
+        "high",
+    ): "Your liver enzyme ALT is raised; liver function will be rechecked and you should report itching or yellow "
+    "skin.",
+    (
+        "total_bile_acid",
+        "high",
+    ): "Your bile acids are raised; report itching of the palms or soles, and they will be rechecked.",
     ("wbc", "high"): "Your white cell count is raised; tell us at once if you develop a fever.",
-    ("neutrophil_ratio", "high"): "The high proportion of neutrophils may point to inflammation; a temperature check and infection screening are advised.",
+    (
+        "neutrophil_ratio",
+        "high",
+    ): "The high proportion of neutrophils may point to inflammation; a temperature check and infection screening are "
+    "advised.",
     ("albumin", "low"): "Your albumin is low; eat enough protein such as eggs, fish, milk and beans.",
-    ("mcv", "low"): "Your red cells are small (low MCV); ferritin and haemoglobin electrophoresis help tell iron deficiency from thalassaemia.",
+    (
+        "mcv",
+        "low",
+    ): "Your red cells are small (low MCV); ferritin and haemoglobin electrophoresis help tell iron deficiency from "
+    "thalassaemia.",
     ("prealbumin", "low"): "Your prealbumin is low, a sign to improve your nutrition.",
 }
 
@@ -158,8 +191,19 @@ class Finding:
 
 
 # Indicators a clinician comments on in advice to a patient (the others are read by the lab).
-SALIENT = ("hemoglobin", "platelet_count", "wbc", "neutrophil_ratio", "mcv", "alt", "total_bile_acid",
-           "albumin", "total_bilirubin", "prealbumin", "alp")
+SALIENT = (
+    "hemoglobin",
+    "platelet_count",
+    "wbc",
+    "neutrophil_ratio",
+    "mcv",
+    "alt",
+    "total_bile_acid",
+    "albumin",
+    "total_bilirubin",
+    "prealbumin",
+    "alp",
+)
 
 
 def notable_findings(history, max_findings: int = 3, margin: float = 0.05) -> list[Finding]:
@@ -186,13 +230,32 @@ def notable_findings(history, max_findings: int = 3, margin: float = 0.05) -> li
         unit = f" {spec.unit}" if spec.unit else ""
         shown = f"{value:.{spec.decimals}f}{unit}"
         if value < lo - margin * width:
-            scored.append(((lo - value) / width, Finding(name, "low", f"a low {spec.label} of {shown} (expected {lo:g}-{hi:g}{unit})")))
+            scored.append(
+                (
+                    (lo - value) / width,
+                    Finding(name, "low", f"a low {spec.label} of {shown} (expected {lo:g}-{hi:g}{unit})"),
+                )
+            )
         elif value > hi + margin * width:
-            scored.append(((value - hi) / width, Finding(name, "high", f"a raised {spec.label} of {shown} (expected {lo:g}-{hi:g}{unit})")))
+            scored.append(
+                (
+                    (value - hi) / width,
+                    Finding(name, "high", f"a raised {spec.label} of {shown} (expected {lo:g}-{hi:g}{unit})"),
+                )
+            )
         elif name == "platelet_count" and seen.size >= 3:
             first = float(col[seen[max(0, seen.size - 6)]])
             if first - value > 0.25 * first:
-                scored.append(((first - value) / first, Finding(name, "falling", f"platelets falling from {first:.0f} to {value:.0f} 10^9/L over your recent visits")))
+                scored.append(
+                    (
+                        (first - value) / first,
+                        Finding(
+                            name,
+                            "falling",
+                            f"platelets falling from {first:.0f} to {value:.0f} 10^9/L over your recent visits",
+                        ),
+                    )
+                )
     scored.sort(key=lambda s: -s[0])
     return [f for _, f in scored[:max_findings]]
 
@@ -211,23 +274,45 @@ def write_reply(label: str, history: pd.DataFrame, rng: np.random.Generator) -> 
         if weeks.size:
             n, last = weeks.size, int(weeks.max())
             visits = "one examination" if n == 1 else f"{n} examinations"
-            parts.append([f"We reviewed your {visits}, the most recent at {last} weeks of pregnancy.",
-                          f"This assessment covers {visits} up to week {last} of your pregnancy."][rng.integers(2)])
+            parts.append(
+                [
+                    f"We reviewed your {visits}, the most recent at {last} weeks of pregnancy.",
+                    f"This assessment covers {visits} up to week {last} of your pregnancy.",
+                ][rng.integers(2)]
+            )
     findings = notable_findings(history)
     if findings:
-        lead = ["Among your results we note ", "Your tests show ", "In your most recent examinations there is "][rng.integers(3)]
+        lead = ["Among your results we note ", "Your tests show ", "In your most recent examinations there is "][
+            rng.integers(3)
+        ]
         parts.append(lead + _join([f.text for f in findings]) + ".")
     else:
-        parts.append(["Your laboratory values have stayed within the expected ranges for pregnancy.",
-                      "Your blood tests are within the usual ranges for your stage of pregnancy."][rng.integers(2)])
+        parts.append(
+            [
+                "Your laboratory values have stayed within the expected ranges for pregnancy.",
+                "Your blood tests are within the usual ranges for your stage of pregnancy.",
+            ][rng.integers(2)]
+        )
     pool = ADVICE.get(label, ADVICE["normal"])
     k = int(rng.integers(4, min(6, len(pool)) + 1))
     chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
-    chosen += [FINDING_ADVICE[(f.indicator, f.direction)] for f in findings if (f.indicator, f.direction) in FINDING_ADVICE]
-    intro = ["The following recommendations are provided:", "We recommend the following:", "Please pay attention to the following:"][rng.integers(3)]
+    chosen += [
+        FINDING_ADVICE[(f.indicator, f.direction)] for f in findings if (f.indicator, f.direction) in FINDING_ADVICE
+    ]
+    intro = [
+        "The following recommendations are provided:",
+        "We recommend the following:",
+        "Please pay attention to the following:",
+    ][rng.integers(3)]
     parts.append(intro)
     parts += [f"{i}. {a}" for i, a in enumerate(chosen, start=1)]
-    parts.append(["Please follow your doctor's advice and seek medical attention promptly if you feel unwell. Wishing you a smooth pregnancy and a healthy baby!",
-                  "These recommendations are for reference; the treatment plan is decided by your doctor. Wishing you and your baby good health.",
-                  "If anything worries you, contact the obstetric team at any time. We wish you a safe delivery."][rng.integers(3)])
+    parts.append(
+        [
+            "Please follow your doctor's advice and seek medical attention promptly if you feel unwell. Wishing you a "
+            "smooth pregnancy and a healthy baby!",
+            "These recommendations are for reference; the treatment plan is decided by your doctor. Wishing you and "
+            "your baby good health.",
+            "If anything worries you, contact the obstetric team at any time. We wish you a safe delivery.",
+        ][rng.integers(3)]
+    )
     return "\n".join(parts)

@@ -16,15 +16,18 @@ from .artifacts import read_findings, read_manifest
 from .atomic import atomic_write_text
 
 STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
+  color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table.table{border-collapse:collapse;font-size:.88em;margin:.5em 0 1.5em} .table th,.table td{border:1px solid #ddd;padding:3px 7px;text-align:right}
+table.table{border-collapse:collapse;font-size:.88em;margin:.5em 0 1.5em}
+.table th,.table td{border:1px solid #ddd;padding:3px 7px;text-align:right}
 .table th{background:#f4f4f4} .table td:first-child,.table th:first-child{text-align:left}
 figure{margin:1em 0 2em} figure img{max-width:100%} figcaption,.caption{font-size:.92em;color:#444;margin:.3em 0}
 pre{background:#f7f7f7;padding:.8em;white-space:pre-wrap;font-size:.85em;border-left:3px solid #ccc}
 .meta td{vertical-align:top} .failed{color:#b00;font-weight:bold} .ok{color:#070}
 details{margin:.5em 0} summary{cursor:pointer;font-weight:600}
-.findings{background:#f3f7fb;border:1px solid #c9d6e8;border-left:5px solid #4C72B0;padding:.6em 1.2em;margin:1em 0 1.5em}
+.findings{background:#f3f7fb;border:1px solid #c9d6e8;border-left:5px solid #4C72B0;padding:.6em 1.2em;
+  margin:1em 0 1.5em}
 .toc ul{margin:.2em 0;columns:2} .toc .toc-inner{columns:1;font-size:.88em}
 .findings h2{border:none;margin:.3em 0} .findings h3{font-size:1em;margin:.8em 0 .2em} .findings ul{margin:.2em 0}
 """
@@ -46,8 +49,11 @@ def _artifact_html(run_dir: Path, entry: dict) -> str:
         return f'<section id="{_esc(entry["name"])}">{caption}{table_html}</section>'
     if entry["kind"] == "figure":
         data = base64.b64encode((run_dir / entry["files"][0]).read_bytes()).decode()
-        return (f'<figure id="{_esc(entry["name"])}"><img alt="{_esc(entry["caption"])}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{_esc(entry['caption'])}</figcaption></figure>")
+        return (
+            f'<figure id="{_esc(entry["name"])}">'
+            f'<img alt="{_esc(entry["caption"])}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(entry['caption'])}</figcaption></figure>"
+        )
     if entry["kind"] == "text":
         body = (run_dir / entry["files"][0]).read_text(encoding="utf-8")
         return f'<section id="{_esc(entry["name"])}">{caption}<pre>{_esc(body)}</pre></section>'
@@ -60,21 +66,31 @@ def _notebook_row(nb: dict, planned: dict, asked: dict) -> str:
     link = f"<a href='{_esc(nb['html'])}'>executed notebook</a>" if nb.get("html") else ""
     plan = planned.get(nb["notebook"], {})
     minutes = f"{plan['minutes']:.1f}" if "minutes" in plan else ""
-    answers = (f"{asked['requested']} ({asked['generated']} new, {asked['from_cache']} cached)" if asked else "")
+    answers = f"{asked['requested']} ({asked['generated']} new, {asked['from_cache']} cached)" if asked else ""
     planned_answers = str(plan.get("answers", "")) if plan.get("answers") else ""
-    return (f"<tr><td><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a></td>"
-            f"<td class='{status_class}'>{_esc(nb['status'])}</td><td>{nb['wall_seconds'] / 60:.1f}</td><td>{minutes}</td>"
-            f"<td>{_esc(answers)}</td><td>{planned_answers}</td><td>{peak}</td><td>{link}</td></tr>")
+    return (
+        f"<tr><td><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a></td>"
+        f"<td class='{status_class}'>{_esc(nb['status'])}</td><td>{nb['wall_seconds'] / 60:.1f}</td><td>{minutes}</td>"
+        f"<td>{_esc(answers)}</td><td>{planned_answers}</td><td>{peak}</td><td>{link}</td></tr>"
+    )
 
 
 def _contents_html(run_dir: Path, record: dict) -> str:
     """A table of contents: each notebook, and under it each of its tables and figures."""
-    items = ["<li><a href='#findings'>Findings</a></li>", "<li><a href='#notebooks'>Notebooks: time, memory, answers</a></li>"]
+    items = [
+        "<li><a href='#findings'>Findings</a></li>",
+        "<li><a href='#notebooks'>Notebooks: time, memory, answers</a></li>",
+    ]
     for nb in record.get("notebooks", []):
         entries = read_manifest(run_dir, nb["notebook"])
-        inner = "".join(f"<li><a href='#{_esc(e['name'])}'>{_esc(e['name'].replace('_', ' '))}</a></li>" for e in entries)
-        items.append(f"<li><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a>" + (f"<ul class='toc-inner'>{inner}</ul>" if inner else "")
-                     + "</li>")
+        inner = "".join(
+            f"<li><a href='#{_esc(e['name'])}'>{_esc(e['name'].replace('_', ' '))}</a></li>" for e in entries
+        )
+        items.append(
+            f"<li><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a>"
+            + (f"<ul class='toc-inner'>{inner}</ul>" if inner else "")
+            + "</li>"
+        )
     items.append("<li><a href='#record'>Run record</a></li>")
     return f"<nav class='toc' id='contents'><h2>Contents</h2><ul>{''.join(items)}</ul></nav>"
 
@@ -83,22 +99,28 @@ def _findings_html(run_dir: Path, record: dict) -> str:
     """The Findings box: every notebook's findings, in notebook order, before anything else."""
     groups = [f for nb in record.get("notebooks", []) for f in read_findings(run_dir, nb["notebook"])]
     if not groups:
-        return ("<div class='findings' id='findings'><h2>Findings</h2><p>No findings yet: the notebooks that compare "
-                "systems (05_evaluation) have not run in this run.</p></div>")
-    body = "".join(f"<h3>{_esc(g['heading'])}</h3><ul>" + "".join(f"<li>{_esc(s)}</li>" for s in g["sentences"]) + "</ul>"
-                   for g in groups)
+        return (
+            "<div class='findings' id='findings'><h2>Findings</h2><p>No findings yet: the notebooks that compare "
+            "systems (05_evaluation) have not run in this run.</p></div>"
+        )
+    body = "".join(
+        f"<h3>{_esc(g['heading'])}</h3><ul>" + "".join(f"<li>{_esc(s)}</li>" for s in g["sentences"]) + "</ul>"
+        for g in groups
+    )
     return f"<div class='findings' id='findings'><h2>Findings</h2>{body}</div>"
 
 
 def build_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>PMLM report: {_esc(record['run'])}</title>"
-             f"<style>{STYLE}</style></head><body>",
-             f"<h1>PMLM workbench report</h1><p>Run <b>{_esc(record['run'])}</b>, profile <b>{_esc(record['profile'])}</b>: "
-             f"{_esc(record.get('profile_description', ''))}<br>Data: <b>{_esc(record.get('data'))}</b>. "
-             f"Started {_esc(record.get('started'))}, finished {_esc(record.get('finished', '-'))}, status "
-             f"<span class='{'ok' if record.get('status') == 'ok' else 'failed'}'>{_esc(record.get('status'))}</span>.</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>PMLM report: {_esc(record['run'])}</title>"
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>PMLM workbench report</h1><p>Run <b>{_esc(record['run'])}</b>, profile <b>{_esc(record['profile'])}</b>: "
+        f"{_esc(record.get('profile_description', ''))}<br>Data: <b>{_esc(record.get('data'))}</b>. "
+        f"Started {_esc(record.get('started'))}, finished {_esc(record.get('finished', '-'))}, status "
+        f"<span class='{'ok' if record.get('status') == 'ok' else 'failed'}'>{_esc(record.get('status'))}</span>.</p>",
+    ]
 
     parts.append(_findings_html(run_dir, record))
     parts.append(_contents_html(run_dir, record))
@@ -108,11 +130,14 @@ def build_report(run_dir: str | Path) -> Path:
     rows = "".join(_notebook_row(nb, planned, asked.get(nb["notebook"], {})) for nb in record.get("notebooks", []))
     total = sum(nb["wall_seconds"] for nb in record.get("notebooks", []))
     planned_total = sum(p.get("minutes", 0) for p in planned.values())
-    parts.append("<h2 id='notebooks'>Notebooks</h2><p>Wall time beside the plan made before the run (<code>pmlm plan</code>), "
-                 "and the LLM answers each notebook asked for.</p><table class='table'><tr><th>notebook</th><th>status</th>"
-                 "<th>minutes</th><th>planned minutes</th><th>answers asked</th><th>planned answers</th><th>peak memory (MB)</th>"
-                 f"<th>rendering</th></tr>{rows}<tr><th>total</th><th></th><th>{total / 60:.1f}</th>"
-                 f"<th>{planned_total:.1f}</th><th></th><th></th><th></th><th></th></tr></table>")
+    parts.append(
+        "<h2 id='notebooks'>Notebooks</h2><p>Wall time beside the plan made before the run (<code>pmlm plan</code>), "
+        "and the LLM answers each notebook asked for.</p><table class='table'><tr><th>notebook</th><th>status</th>"
+        "<th>minutes</th><th>planned minutes</th><th>answers asked</th><th>planned answers</th><th>peak memory "
+        "(MB)</th>"
+        f"<th>rendering</th></tr>{rows}<tr><th>total</th><th></th><th>{total / 60:.1f}</th>"
+        f"<th>{planned_total:.1f}</th><th></th><th></th><th></th><th></th></tr></table>"
+    )
     for nb in record.get("notebooks", []):
         if nb.get("error"):
             parts.append(f"<p class='failed'>{_esc(nb['error'])}</p>")
@@ -126,18 +151,35 @@ def build_report(run_dir: str | Path) -> Path:
 
     parts.append("<h2 id='record'>Run record</h2>")
     env = record.get("environment", {})
-    parts.append(_kv_table({"python": env.get("python"), "platform": env.get("platform"), "cpus": env.get("cpus"),
-                            "memory (GiB)": env.get("memory_gb"), "device": env.get("device"),
-                            "git commit": record.get("git", {}).get("commit"),
-                            "uncommitted changes in pmlm_lib/ or notebooks/": record.get("git", {}).get("uncommitted_changes")}))
-    parts.append("<h3>Models</h3><table class='table'><tr><th>model</th><th>file</th><th>bytes</th><th>sha256</th></tr>"
-                 + "".join(f"<tr><td>{_esc(m['model'])}</td><td>{_esc(m.get('path', m.get('error', '')))}</td>"
-                           f"<td>{_esc(m.get('bytes', ''))}</td><td><code>{_esc(m.get('sha256', ''))}</code></td></tr>"
-                           for m in record.get("models", [])) + "</table>")
+    parts.append(
+        _kv_table(
+            {
+                "python": env.get("python"),
+                "platform": env.get("platform"),
+                "cpus": env.get("cpus"),
+                "memory (GiB)": env.get("memory_gb"),
+                "device": env.get("device"),
+                "git commit": record.get("git", {}).get("commit"),
+                "uncommitted changes in pmlm_lib/ or notebooks/": record.get("git", {}).get("uncommitted_changes"),
+            }
+        )
+    )
+    parts.append(
+        "<h3>Models</h3><table class='table'><tr><th>model</th><th>file</th><th>bytes</th><th>sha256</th></tr>"
+        + "".join(
+            f"<tr><td>{_esc(m['model'])}</td><td>{_esc(m.get('path', m.get('error', '')))}</td>"
+            f"<td>{_esc(m.get('bytes', ''))}</td><td><code>{_esc(m.get('sha256', ''))}</code></td></tr>"
+            for m in record.get("models", [])
+        )
+        + "</table>"
+    )
     parts.append("<h3>Package versions</h3>" + _kv_table(env.get("packages", {})))
     parts.append("<h3>Seeds</h3>" + _kv_table(record.get("seeds", {})))
-    parts.append("<details><summary>Parameters of each notebook</summary><pre>"
-                 + _esc(json.dumps(record.get("parameters", {}), indent=2)) + "</pre></details>")
+    parts.append(
+        "<details><summary>Parameters of each notebook</summary><pre>"
+        + _esc(json.dumps(record.get("parameters", {}), indent=2))
+        + "</pre></details>"
+    )
     parts.append("</body></html>")
     out = run_dir / "index.html"
     atomic_write_text(out, "\n".join(parts))

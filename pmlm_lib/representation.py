@@ -39,8 +39,13 @@ class Standardizer:
         return cls(np.array(state["mean"]), np.array(state["std"]))
 
 
-def padded_tensor(cohort: Cohort, patient_ids: list[str], max_visits: int, standardizer: Standardizer | None = None,
-                  keep_missing_mask: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def padded_tensor(
+    cohort: Cohort,
+    patient_ids: list[str],
+    max_visits: int,
+    standardizer: Standardizer | None = None,
+    keep_missing_mask: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The paper's zero-padded representation: [patients, max_visits, indicators].
 
     The newest `max_visits` examinations are kept (oldest first within them); values are
@@ -63,7 +68,7 @@ def padded_tensor(cohort: Cohort, patient_ids: list[str], max_visits: int, stand
         if a == b:
             continue
         p = order[a]
-        block = values[max(a, b - max_visits):b]
+        block = values[max(a, b - max_visits) : b]
         k = len(block)
         x[p, :k] = np.nan_to_num(block, nan=0.0)
         mask[p, :k] = True

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .cohort import Cohort
+from .models import device as pick_device
 from .representation import Standardizer, concatenated
 
 ENCODER_MODES = ("paper", "supervised", "contrastive")
@@ -56,18 +57,31 @@ def _supcon_loss(z: torch.Tensor, y: torch.Tensor, temperature: float = 0.1) -> 
     return -mean_pos.mean()
 
 
-def train_encoder(encoder: PatientEncoder, x: np.ndarray, labels: np.ndarray, mode: str, *, epochs: int = 40,
-                  lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> list[float]:
-    """Pre-train the encoder on training patients ("supervised" or "contrastive"); returns the loss per epoch."""
+def train_encoder(
+    encoder: PatientEncoder,
+    x: np.ndarray,
+    labels: np.ndarray,
+    mode: str,
+    *,
+    epochs: int = 40,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+) -> list[float]:
+    """Pre-train the encoder on training patients ("supervised" or "contrastive") on `device` ("auto": CUDA
+    when present); returns the loss per epoch. The encoder is left on the CPU (it is saved and shared)."""
     if mode == "paper":
         return []
     if mode not in ENCODER_MODES:
         raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, not {mode!r}")
     torch.manual_seed(seed)
+    device = pick_device(device)
     classes = {c: i for i, c in enumerate(sorted(set(labels)))}
-    y = torch.tensor([classes[c] for c in labels])
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    head = nn.Linear(encoder.out_dim, len(classes)) if mode == "supervised" else None
+    y = torch.tensor([classes[c] for c in labels], device=device)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    encoder.to(device)
+    head = nn.Linear(encoder.out_dim, len(classes)).to(device) if mode == "supervised" else None
     params = list(encoder.parameters()) + (list(head.parameters()) if head is not None else [])
     opt = torch.optim.Adam(params, lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
@@ -76,6 +90,7 @@ def train_encoder(encoder: PatientEncoder, x: np.ndarray, labels: np.ndarray, mo
     for _ in range(epochs):
         total = 0.0
         for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+            idx = idx.to(device)
             z = encoder(xt[idx])
             loss = nn.functional.cross_entropy(head(z), y[idx]) if head is not None else _supcon_loss(z, y[idx])
             opt.zero_grad()
@@ -84,17 +99,20 @@ def train_encoder(encoder: PatientEncoder, x: np.ndarray, labels: np.ndarray, mo
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(y))
     encoder.eval()
+    encoder.to("cpu")
     return losses
 
 
 @torch.no_grad()
 def encode(encoder: PatientEncoder, x: np.ndarray) -> np.ndarray:
     encoder.eval()
-    return encoder(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    device = next(encoder.parameters()).device
+    return encoder(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)).cpu().numpy()
 
 
-def top_k(queries: np.ndarray, pool: np.ndarray, k: int, exclude: np.ndarray | None = None,
-          chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    queries: np.ndarray, pool: np.ndarray, k: int, exclude: np.ndarray | None = None, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 4: indices and cosine similarities of the k most similar pool rows for each query.
 
     `exclude[i]` is a pool index that query i may not retrieve (herself), or -1. Vectorized in
@@ -106,16 +124,16 @@ def top_k(queries: np.ndarray, pool: np.ndarray, k: int, exclude: np.ndarray | N
     idx_out = np.empty((len(queries), k), dtype=np.int64)
     sim_out = np.empty((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), chunk):
-        sims = (q_n[start:start + chunk] @ pool_n.T).astype(np.float32)
+        sims = (q_n[start : start + chunk] @ pool_n.T).astype(np.float32)
         if exclude is not None:
             rows = np.arange(sims.shape[0])
-            ex = exclude[start:start + chunk]
+            ex = exclude[start : start + chunk]
             sims[rows[ex >= 0], ex[ex >= 0]] = -np.inf
         part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         part_sims = np.take_along_axis(sims, part, axis=1)
         order = np.argsort(-part_sims, axis=1, kind="stable")
-        idx_out[start:start + chunk] = np.take_along_axis(part, order, axis=1)
-        sim_out[start:start + chunk] = np.take_along_axis(part_sims, order, axis=1)
+        idx_out[start : start + chunk] = np.take_along_axis(part, order, axis=1)
+        sim_out[start : start + chunk] = np.take_along_axis(part_sims, order, axis=1)
     return idx_out, sim_out
 
 
@@ -133,13 +151,15 @@ class PeerIndex:
         exclude = np.array([position.get(pid, -1) for pid in query_ids])
         idx, sims = top_k(query_vectors, self.vectors, k, exclude)
         kk = idx.shape[1]
-        return pd.DataFrame({
-            "patient_id": np.repeat(np.asarray(query_ids), kk),
-            "rank": np.tile(np.arange(1, kk + 1), len(query_ids)),
-            "peer_id": self.ids[idx.ravel()],
-            "peer_label": self.labels[idx.ravel()],
-            "similarity": sims.ravel(),
-        })
+        return pd.DataFrame(
+            {
+                "patient_id": np.repeat(np.asarray(query_ids), kk),
+                "rank": np.tile(np.arange(1, kk + 1), len(query_ids)),
+                "peer_id": self.ids[idx.ravel()],
+                "peer_label": self.labels[idx.ravel()],
+                "similarity": sims.ravel(),
+            }
+        )
 
 
 def label_agreement(peers: pd.DataFrame, true_labels: pd.Series, ks) -> pd.Series:
@@ -158,8 +178,16 @@ class Representation:
     vectors: np.ndarray
 
 
-def build_representations(cohort: Cohort, split: pd.Series, *, max_visits: int = 45, seed: int = 0,
-                          modes=("paper", "supervised", "contrastive"), epochs: int = 40):
+def build_representations(
+    cohort: Cohort,
+    split: pd.Series,
+    *,
+    max_visits: int = 45,
+    seed: int = 0,
+    modes=("paper", "supervised", "contrastive"),
+    epochs: int = 40,
+    device: str = "auto",
+):
     """x' (standardized, zero-padded) and x̂ under each encoder mode, for every patient.
 
     Returns the representations, the encoders by mode, the standardizer and the pre-training losses.
@@ -176,7 +204,7 @@ def build_representations(cohort: Cohort, split: pd.Series, *, max_visits: int =
     for mode in modes:
         torch.manual_seed(seed)
         encoder = PatientEncoder(x.shape[1])
-        losses[mode] = train_encoder(encoder, x[train_rows], labels, mode, epochs=epochs, seed=seed)
+        losses[mode] = train_encoder(encoder, x[train_rows], labels, mode, epochs=epochs, seed=seed, device=device)
         encoders[mode] = encoder
         reps.append(Representation(f"encoder ({mode})", ids, encode(encoder, x)))
     return reps, encoders, standardizer, losses
@@ -202,7 +230,9 @@ def agreement_table(reps: list[Representation], cohort: Cohort, split: pd.Series
         rows[rep.name] = label_agreement(peers[peers["patient_id"].isin(held_out)], labels, ks)
     train_shares = labels.loc[split[split == "train"].index].value_counts(normalize=True)
     held_labels = labels.loc[list(held_out)]
-    rows["chance (random training patients)"] = pd.Series({k: float(train_shares.reindex(held_labels).fillna(0).mean()) for k in ks})
+    rows["chance (random training patients)"] = pd.Series(
+        {k: float(train_shares.reindex(held_labels).fillna(0).mean()) for k in ks}
+    )
     table = pd.DataFrame(rows).T
     table.columns = [f"k={k}" for k in ks]
     return table
@@ -211,8 +241,16 @@ def agreement_table(reps: list[Representation], cohort: Cohort, split: pd.Series
 def save_encoder(path, encoder: PatientEncoder, standardizer: Standardizer, mode: str, max_visits: int) -> None:
     """The encoder with what it needs to encode new patients (the refinement step trains it further)."""
     n_in = encoder.net[0].in_features
-    torch.save({"state": encoder.state_dict(), "n_in": n_in, "mode": mode, "max_visits": max_visits,
-                "standardizer": standardizer.state()}, path)
+    torch.save(
+        {
+            "state": encoder.state_dict(),
+            "n_in": n_in,
+            "mode": mode,
+            "max_visits": max_visits,
+            "standardizer": standardizer.state(),
+        },
+        path,
+    )
 
 
 def load_encoder(path) -> tuple[PatientEncoder, Standardizer, dict]:
@@ -220,4 +258,8 @@ def load_encoder(path) -> tuple[PatientEncoder, Standardizer, dict]:
     encoder = PatientEncoder(saved["n_in"])
     encoder.load_state_dict(saved["state"])
     encoder.eval()
-    return encoder, Standardizer.from_state(saved["standardizer"]), {"mode": saved["mode"], "max_visits": saved["max_visits"]}
+    return (
+        encoder,
+        Standardizer.from_state(saved["standardizer"]),
+        {"mode": saved["mode"], "max_visits": saved["max_visits"]},
+    )

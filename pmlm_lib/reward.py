@@ -28,16 +28,29 @@ METRICS = {"precision": 0, "recall": 1, "f1": 2}
 
 
 class BERTScoreReward:
-    def __init__(self, model: str = "bundled", num_layers: int = 6, metric: str = "f1", device: str = "auto", batch_size: int = 32,
-                 memory: int = 1000):
+    def __init__(
+        self,
+        model: str = "bundled",
+        num_layers: int = 6,
+        metric: str = "f1",
+        device: str = "auto",
+        batch_size: int = 32,
+        memory: int = 1000,
+    ):
         from bert_score import BERTScorer
 
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
         path = str(minilm_path()) if model == "bundled" else model
         self.metric = metric
-        self.scorer = BERTScorer(model_type=path, num_layers=num_layers, idf=False, batch_size=batch_size,
-                                 device=pick_device(device), lang="en")
+        self.scorer = BERTScorer(
+            model_type=path,
+            num_layers=num_layers,
+            idf=False,
+            batch_size=batch_size,
+            device=pick_device(device),
+            lang="en",
+        )
         self.batch_size = batch_size
         # bert-score's weights when idf is off: 1 for every token, 0 for [CLS] and [SEP] (as BERTScorer.score)
         self._idf = defaultdict(lambda: 1.0)
@@ -59,8 +72,10 @@ class BERTScoreReward:
         wanted = list(dict.fromkeys(texts))
         todo = sorted((t for t in wanted if t not in self._memory), key=lambda t: len(t.split(" ")), reverse=True)
         for start in range(0, len(todo), self.batch_size):
-            batch = todo[start:start + self.batch_size]
-            embs, masks, idf = get_bert_embedding(batch, scorer._model, scorer._tokenizer, self._idf, device=scorer.device)
+            batch = todo[start : start + self.batch_size]
+            embs, masks, idf = get_bert_embedding(
+                batch, scorer._model, scorer._tokenizer, self._idf, device=scorer.device
+            )
             for i, text in enumerate(batch):
                 n = int(masks[i].sum())
                 self._memory[text] = (embs[i, :n].cpu(), idf[i, :n].cpu())
@@ -89,11 +104,17 @@ class BERTScoreReward:
             emb, idf = zip(*(stats[t] for t in texts))
             lengths = torch.tensor([e.shape[0] for e in emb])
             mask = torch.arange(int(lengths.max())).expand(len(texts), -1) < lengths[:, None]
-            return pad_sequence(list(emb), batch_first=True, padding_value=2.0), mask, pad_sequence(list(idf), batch_first=True)
+            return (
+                pad_sequence(list(emb), batch_first=True, padding_value=2.0),
+                mask,
+                pad_sequence(list(idf), batch_first=True),
+            )
 
         for start in range(0, len(keep), self.batch_size):
-            part = keep[start:start + self.batch_size]
-            p, r, f = greedy_cos_idf(*padded([references[i] for i in part]), *padded([candidates[i] for i in part]), False)
+            part = keep[start : start + self.batch_size]
+            p, r, f = greedy_cos_idf(
+                *padded([references[i] for i in part]), *padded([candidates[i] for i in part]), False
+            )
             out[part] = torch.stack([p, r, f], dim=1).numpy()
         return out
 
@@ -146,11 +167,13 @@ class AnswerReward:
         answers = self.answer(finals + initials)  # s_0 answers come from the cache after the first time
         with self.timer("reward"):
             # BS(LLM_r(s_0), r) is the same every epoch: scored once per (answer, reply)
-            unscored = sorted({(a, r) for a, r in zip(answers[len(finals):], references)} - self.scored_before.keys())
-            scores = self.scorer(answers[: len(finals)] + [a for a, _ in unscored], references + [r for _, r in unscored])
-            self.scored_before.update(zip(unscored, (float(s) for s in scores[len(finals):])))
+            unscored = sorted({(a, r) for a, r in zip(answers[len(finals) :], references)} - self.scored_before.keys())
+            scores = self.scorer(
+                answers[: len(finals)] + [a for a, _ in unscored], references + [r for _, r in unscored]
+            )
+            self.scored_before.update(zip(unscored, (float(s) for s in scores[len(finals) :])))
         after = np.asarray(scores[: len(finals)], dtype=float)
-        before = np.array([self.scored_before[(a, r)] for a, r in zip(answers[len(finals):], references)])
+        before = np.array([self.scored_before[(a, r)] for a, r in zip(answers[len(finals) :], references)])
         return RewardResult(after - before, after, before)
 
     def state_dict(self) -> dict:

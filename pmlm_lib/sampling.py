@@ -25,6 +25,8 @@ def stratified_sample(cohort: Cohort, patient_ids: list[str], n: int | None, see
     strat = labels.where(labels.map(labels.value_counts()) >= 2, "rare")
     if strat.value_counts().min() < 2 or n < strat.nunique():
         strat = None
-    sample, _ = train_test_split(ids, train_size=n, random_state=seed, stratify=None if strat is None else strat.to_numpy())
+    sample, _ = train_test_split(
+        ids, train_size=n, random_state=seed, stratify=None if strat is None else strat.to_numpy()
+    )
     keep = set(sample)
     return [p for p in ids if p in keep]

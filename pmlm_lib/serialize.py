@@ -59,8 +59,12 @@ def approx_tokens(text: str) -> int:
     return len(text) // 3 + 1
 
 
-def serialize_history(history: pd.DataFrame, indicators: list[str], max_tokens: int | None = None,
-                      count_tokens: Callable[[str], int] | None = None) -> str:
+def serialize_history(
+    history: pd.DataFrame,
+    indicators: list[str],
+    max_tokens: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> str:
     """The examinations of one patient (oldest first in `history`) as text, newest first, within budget."""
     count = count_tokens or approx_tokens
     rows = history.sort_values("exam_date", ascending=False)

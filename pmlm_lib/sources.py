@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import adapters, indicators, replies, synthetic
 from .atomic import private_name, publish
 from .cohort import Cohort, CohortError, load_folder
 from .models import cache_dir
+
+if TYPE_CHECKING:  # pandas is imported where tables are made, not at import time
+    import pandas as pd
 
 NAMED_SOURCES = ("default", "pbcseq", "mimic_demo")
 
@@ -54,10 +58,14 @@ def load_source(source: str, *, seed: int = 0, n_patients: int = 2373, options: 
         return load_folder(path, options)
     hint = ""
     if not path.is_absolute():
-        hint = (f" (a relative path is resolved from {Path.cwd()}: pmlm report resolves --data from the directory it is "
-                "run in; in a notebook, give an absolute path)")
-    raise CohortError(f"{source}: not a known data source nor a folder{hint}. How to fix: use one of "
-                      f"{', '.join(NAMED_SOURCES)} or a folder with exams.(csv|parquet) and patients.(csv|parquet)")
+        hint = (
+            f" (a relative path is resolved from {Path.cwd()}: pmlm report resolves --data from the directory it is "
+            "run in; in a notebook, give an absolute path)"
+        )
+    raise CohortError(
+        f"{source}: not a known data source nor a folder{hint}. How to fix: use one of "
+        f"{', '.join(NAMED_SOURCES)} or a folder with exams.(csv|parquet) and patients.(csv|parquet)"
+    )
 
 
 def filtered_cohort(run) -> tuple[Cohort, pd.Series]:

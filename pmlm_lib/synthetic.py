@@ -70,8 +70,16 @@ LOG_SCALE = {"indirect_bilirubin", "direct_bilirubin", "alt", "total_bile_acid",
 # Admission years as in the paper's Appendix A.2 (56, 1,638 and 679 patients).
 YEAR_SHARES = {2020: 56 / 2373, 2021: 1638 / 2373, 2022: 679 / 2373}
 
-SICK_PANEL_LABELS = {"gestational hypertension", "placental dysfunction", "gestational diabetes", "hypothyroidism",
-                     "uterine rupture", "intrahepatic cholestasis of pregnancy", "severe preeclampsia", "HELLP syndrome"}
+SICK_PANEL_LABELS = {
+    "gestational hypertension",
+    "placental dysfunction",
+    "gestational diabetes",
+    "hypothyroidism",
+    "uterine rupture",
+    "intrahepatic cholestasis of pregnancy",
+    "severe preeclampsia",
+    "HELLP syndrome",
+}
 
 
 @dataclass(frozen=True)
@@ -110,10 +118,19 @@ def _label_effects(label: str, ramp: np.ndarray, acute: np.ndarray) -> dict[str,
     if label == "thalassemia":  # trait: microcytosis with a high red-cell count
         e = {"mcv": -19 * one, "mch": -8.0 * one, "rbc": 0.95 * one, "rdw_cv": 1.6 * one}
     elif label == "premature rupture of membranes":  # infection / inflammation around rupture
-        e = {"wbc": 1.0 * ramp + 3.5 * acute, "neutrophil_ratio": 2.0 * ramp + 6.0 * acute, "lymphocyte_ratio": -4.0 * acute}
+        e = {
+            "wbc": 1.0 * ramp + 3.5 * acute,
+            "neutrophil_ratio": 2.0 * ramp + 6.0 * acute,
+            "lymphocyte_ratio": -4.0 * acute,
+        }
     elif label == "gestational hypertension":
-        e = {"platelet_count": -70 * ramp, "alt": 0.45 * ramp, "mpv": 0.9 * ramp, "albumin": -3.0 * ramp,
-             "total_bile_acid": 0.3 * ramp}
+        e = {
+            "platelet_count": -70 * ramp,
+            "alt": 0.45 * ramp,
+            "mpv": 0.9 * ramp,
+            "albumin": -3.0 * ramp,
+            "total_bile_acid": 0.3 * ramp,
+        }
     elif label == "severe preeclampsia":
         e = {"platelet_count": -110 * ramp, "alt": 0.9 * ramp, "mpv": 1.2 * ramp, "albumin": -6.0 * ramp}
     elif label == "HELLP syndrome":
@@ -244,7 +261,11 @@ def _simulate_patient(rng: np.random.Generator, label: str, n_visits: int, raw: 
     p_cbc = np.where(inpatient, 0.98, 0.92)
     p_liver = np.where(inpatient, 0.85, 0.45) + (0.25 if sick_panels else 0.0)
     p_urine = np.where(inpatient, 0.6, 0.45)
-    has = {"cbc": rng.random(n) < p_cbc, "liver": rng.random(n) < np.clip(p_liver, 0, 0.98), "urine": rng.random(n) < p_urine}
+    has = {
+        "cbc": rng.random(n) < p_cbc,
+        "liver": rng.random(n) < np.clip(p_liver, 0, 0.98),
+        "urine": rng.random(n) < p_urine,
+    }
     none = ~(has["cbc"] | has["liver"] | has["urine"])
     has["cbc"] |= none
     no_large_platelets = rng.random() < 0.15  # some sites' analysers report no large-platelet indices
@@ -257,7 +278,11 @@ def _simulate_patient(rng: np.random.Generator, label: str, n_visits: int, raw: 
     if raw:
         extra_fx = _extra_effects(label)
         for name, (_unit, share, mean, sd) in EXTRA_INDICATORS.items():
-            x = mean + sd * (rng.normal(0, 0.6) + rng.normal(0, 0.8, n)) + extra_fx.get(name, 0.0) * np.maximum(ramp, 0.5)
+            x = (
+                mean
+                + sd * (rng.normal(0, 0.6) + rng.normal(0, 0.8, n))
+                + extra_fx.get(name, 0.0) * np.maximum(ramp, 0.5)
+            )
             x = np.round(np.clip(x, 0.01, None), 2)
             x[rng.random(n) >= share * (1.8 if sick_panels else 1.0)] = np.nan
             values[name] = x
@@ -265,7 +290,7 @@ def _simulate_patient(rng: np.random.Generator, label: str, n_visits: int, raw: 
 
 
 def _visit_counts(rng: np.random.Generator, labels: list[str], scale: float) -> np.ndarray:
-    means = np.array([LABELS.get(l, (0, 20.0))[1] for l in labels]) * scale
+    means = np.array([LABELS.get(label, (0, 20.0))[1] for label in labels]) * scale
     r = 1.6  # negative binomial dispersion: long tail of heavily examined patients
     counts = rng.negative_binomial(r, r / (r + means)) + 1
     return np.clip(counts, 1, 45)
@@ -302,9 +327,13 @@ def generate(config: SyntheticConfig | None = None, **overrides) -> Cohort:
         frame = pd.DataFrame({"patient_id": pid, "exam_date": dates, **values})
         if cfg.raw and rng.random() < 0.08:  # a glucose-tolerance visit that carries only extra indicators
             ogtt = {c: np.nan for c in values}
-            ogtt["fasting_glucose"] = round(float(rng.normal(4.5 + (1.9 if label == "gestational diabetes" else 0), 0.4)), 2)
+            ogtt["fasting_glucose"] = round(
+                float(rng.normal(4.5 + (1.9 if label == "gestational diabetes" else 0), 0.4)), 2
+            )
             ogtt_day = dates.min() - pd.Timedelta(days=int(rng.integers(1, 20)))
-            frame = pd.concat([pd.DataFrame([{"patient_id": pid, "exam_date": ogtt_day, **ogtt}]), frame], ignore_index=True)
+            frame = pd.concat(
+                [pd.DataFrame([{"patient_id": pid, "exam_date": ogtt_day, **ogtt}]), frame], ignore_index=True
+            )
         exam_frames.append(frame)
         patient_rows.append({"patient_id": pid, "label": label, "reference_reply": reply, "admission_date": admission})
     exams = pd.concat(exam_frames, ignore_index=True)
@@ -313,10 +342,15 @@ def generate(config: SyntheticConfig | None = None, **overrides) -> Cohort:
     units = {ind.name: ind.unit for ind in INDICATORS}
     units.update({k: v[0] for k, v in EXTRA_INDICATORS.items()})
     return Cohort.from_tables(
-        exams, patients, indicators=indicator_cols,
+        exams,
+        patients,
+        indicators=indicator_cols,
         name="synthetic-obstetric" + ("-raw" if cfg.raw else ""),
         calendar_dates=True,
         units={k: units[k] for k in indicator_cols},
-        description=(f"Synthetic obstetric cohort (seed {cfg.seed}, {cfg.n_patients} core patients"
-                     + (", raw table with extra indicators and rare conditions" if cfg.raw else "") + ")"),
+        description=(
+            f"Synthetic obstetric cohort (seed {cfg.seed}, {cfg.n_patients} core patients"
+            + (", raw table with extra indicators and rare conditions" if cfg.raw else "")
+            + ")"
+        ),
     )

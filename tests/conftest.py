@@ -25,3 +25,22 @@ def default_cohort():
     from pmlm_lib.sources import synthetic_cohort
 
     return synthetic_cohort(seed=0, n_patients=2373, raw=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The whole report on the smoke profile, run once for the pipeline and browser tests:
+    (reports folder, run folder, what the console showed)."""
+    import io
+
+    from pmlm_lib.pipeline import run_report
+
+    reports = tmp_path_factory.mktemp("reports")
+    console = io.StringIO()
+    run_dir = run_report(profile="smoke", run="smoke", reports_dir=reports, console=console)
+    return reports, run_dir, console.getvalue()
+
+
+@pytest.fixture(scope="session")
+def smoke_reports(smoke_run):
+    return smoke_run[0]

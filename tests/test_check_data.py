@@ -30,7 +30,9 @@ def test_check_data_names_the_error_and_the_option_that_fixes_it(export, tmp_pat
     assert main(["check-data", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "patients.csv" in out and "--encoding latin-1" in out
-    (tmp_path / "exams.csv").write_text("patient_id;exam_date;hemoglobin\n000007;09/11/2020;120\n000007;10/11/2020;118\n")
+    (tmp_path / "exams.csv").write_text(
+        "patient_id;exam_date;hemoglobin\n000007;09/11/2020;120\n000007;10/11/2020;118\n"
+    )
     (tmp_path / "patients.csv").write_text("patient_id;label\n000007;x\n")
     assert main(["check-data", str(tmp_path)]) == 1
     out = capsys.readouterr().out

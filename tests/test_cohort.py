@@ -78,7 +78,9 @@ def log_reasons(cohort) -> str:
 def test_same_day_rows_merge_into_one_examination_and_are_counted(tmp_path):
     c = load_with(tmp_path, exams=EXAMS.replace("2021-04-01,118,", "2021-03-01,,240"))
     a = c.history("A")
-    assert len(a) == 1 and a.loc[0, "hemoglobin"] == 120 and a.loc[0, "platelet_count"] == 240  # each indicator's last value
+    assert (
+        len(a) == 1 and a.loc[0, "hemoglobin"] == 120 and a.loc[0, "platelet_count"] == 240
+    )  # each indicator's last value
     assert "merged into one" in log_reasons(c) and "1 patient-days" in log_reasons(c)
     msg = error_with(tmp_path, {"exam_resolution": "keep"}, exams=EXAMS.replace("2021-04-01", "2021-03-01"))
     assert "two examinations at 2021-03-01" in msg and "line 3" in msg and "line 2" in msg
@@ -110,13 +112,18 @@ def test_exams_of_unknown_patient(tmp_path):
 
 
 def test_missing_label_and_reply_words_are_missing_not_text(tmp_path):
-    c = load_with(tmp_path, patients=PATIENTS.replace("B,thalassemia", "B,NA") + "C,normal,null,2021-06-01\n",
-                  exams=EXAMS + "C,2021-06-02,120,200\n")
+    c = load_with(
+        tmp_path,
+        patients=PATIENTS.replace("B,thalassemia", "B,NA") + "C,normal,null,2021-06-01\n",
+        exams=EXAMS + "C,2021-06-02,120,200\n",
+    )
     assert c.patient_ids == ["A"] and "without a label removed" in log_reasons(c) and "'NA' (1)" in log_reasons(c)
     assert "without a doctor's reply removed" in log_reasons(c) and "'null' (1)" in log_reasons(c)
     msg = error_with(tmp_path, {"on_quality": "raise"}, patients=PATIENTS.replace("B,thalassemia", "B,"))
     assert "column 'label'" in msg and "label of patient B is missing" in msg
-    msg = error_with(tmp_path, {"on_quality": "raise"}, patients=PATIENTS.replace("Keep attending your check-ups.", "null"))
+    msg = error_with(
+        tmp_path, {"on_quality": "raise"}, patients=PATIENTS.replace("Keep attending your check-ups.", "null")
+    )
     assert "column 'reference_reply'" in msg and "row 1" in msg
 
 
@@ -130,11 +137,15 @@ def test_label_spellings_that_differ_in_case_and_spaces_are_one_label(tmp_path):
 
 
 def test_implausible_values_are_missing_and_counted_or_raised(tmp_path):
-    exams = ("patient_id,exam_date,hemoglobin,platelet_count,neutrophil_ratio,ph\n"
-             "A,2021-03-01,120,250,60,6.5\nA,2021-04-01,99999,240,250,0\nB,2021-05-02,101,-3,70,7\nB,2021-05-09,110,200,65,6\n")
+    exams = (
+        "patient_id,exam_date,hemoglobin,platelet_count,neutrophil_ratio,ph\n"
+        "A,2021-03-01,120,250,60,6.5\nA,2021-04-01,99999,240,250,0\nB,2021-05-02,101,-3,70,7\nB,2021-05-09,110,200,65,6\n"
+    )
     c = load_with(tmp_path, exams=exams)
     assert c.exams[["hemoglobin", "platelet_count", "neutrophil_ratio", "ph"]].isna().sum().tolist() == [1, 1, 1, 1]
-    assert "implausible values treated as missing (outside the indicator's plausibility limits) (4)" in log_reasons(c) and "hemoglobin (1, outside 20..250)" in log_reasons(c)
+    assert "implausible values treated as missing (outside the indicator's plausibility limits) (4)" in log_reasons(
+        c
+    ) and "hemoglobin (1, outside 20..250)" in log_reasons(c)
     msg = error_with(tmp_path, {"on_quality": "raise"}, exams=exams)
     assert "row 2 (line 3 of the file), column 'hemoglobin'" in msg and "99999 is outside 20..250" in msg
     # a cohort's own limits extend the catalogue
@@ -143,11 +154,17 @@ def test_implausible_values_are_missing_and_counted_or_raised(tmp_path):
 
 
 def test_values_in_another_unit_are_an_error_not_a_clean_up(tmp_path):
-    exams = "patient_id,exam_date,hemoglobin\nA,2021-03-01,12.0\nA,2021-04-01,11.8\nB,2021-05-02,10.1\n"  # g/dL, not g/L
+    exams = (
+        "patient_id,exam_date,hemoglobin\nA,2021-03-01,12.0\nA,2021-04-01,11.8\nB,2021-05-02,10.1\n"  # g/dL, not g/L
+    )
     msg = error_of(tmp_path, exams=exams)
     assert "column 'hemoglobin'" in msg and "3 of its 3 values" in msg and "another unit" in msg
     (tmp_path / "cohort.json").write_text('{"units": {"hemoglobin": "g/dL"}}')
-    assert load_folder(tmp_path).exams["hemoglobin"].tolist() == [12.0, 11.8, 10.1]  # a declared unit has no catalogue limits
+    assert load_folder(tmp_path).exams["hemoglobin"].tolist() == [
+        12.0,
+        11.8,
+        10.1,
+    ]  # a declared unit has no catalogue limits
 
 
 def test_censored_values_take_their_bound(tmp_path):
@@ -175,10 +192,17 @@ def test_day_first_dates_are_read_one_way_for_the_whole_column(tmp_path):
 
 
 def test_time_zone_offsets_keep_the_ward_clock(tmp_path):
-    exams = ("patient_id,exam_date,hemoglobin\nA,2021-03-01T23:30:00+08:00,120\nA,2021-03-02T06:00:00Z,118\n"
-             "B,2021-05-02T10:00:00-05:00,101\n")
-    c = load_with(tmp_path, {"exam_resolution": "keep"}, exams=exams, patients="patient_id,label\nA,normal\nB,thalassemia\n")
-    assert c.history("A")["exam_date"].dt.strftime("%Y-%m-%d %H:%M").tolist() == ["2021-03-01 23:30", "2021-03-02 06:00"]
+    exams = (
+        "patient_id,exam_date,hemoglobin\nA,2021-03-01T23:30:00+08:00,120\nA,2021-03-02T06:00:00Z,118\n"
+        "B,2021-05-02T10:00:00-05:00,101\n"
+    )
+    c = load_with(
+        tmp_path, {"exam_resolution": "keep"}, exams=exams, patients="patient_id,label\nA,normal\nB,thalassemia\n"
+    )
+    assert c.history("A")["exam_date"].dt.strftime("%Y-%m-%d %H:%M").tolist() == [
+        "2021-03-01 23:30",
+        "2021-03-02 06:00",
+    ]
     assert "time-zone offsets removed (times kept as recorded) (3)" in log_reasons(c)
 
 
@@ -212,11 +236,17 @@ def write_bytes(tmp_path, exams: bytes, patients: bytes):
 
 def test_semicolons_tabs_and_decimal_commas(tmp_path):
     semi = "patient_id;exam_date;hemoglobin;rbc\nA;2021-03-01;120;3,85\nA;2021-04-01;118;\nB;2021-05-02;101;4,1\n"
-    c = load_folder(write_bytes(tmp_path, semi.encode(), PATIENTS.replace(",", ";").replace("check-ups.", "check-ups").encode()))
+    c = load_folder(
+        write_bytes(tmp_path, semi.encode(), PATIENTS.replace(",", ";").replace("check-ups.", "check-ups").encode())
+    )
     assert c.exams["rbc"].tolist()[0] == 3.85 and c.exams["hemoglobin"].tolist() == [120, 118, 101]
     assert "decimal comma" in log_reasons(c)
     tabbed = EXAMS.replace(",", "\t")
-    assert load_folder(write_bytes(tmp_path, tabbed.encode(), PATIENTS.encode())).exams["hemoglobin"].tolist() == [120, 118, 101]
+    assert load_folder(write_bytes(tmp_path, tabbed.encode(), PATIENTS.encode())).exams["hemoglobin"].tolist() == [
+        120,
+        118,
+        101,
+    ]
 
 
 def test_encodings_utf8_bom_gb18030_and_latin1_by_name(tmp_path):
@@ -239,7 +269,9 @@ def test_empty_and_header_only_files(tmp_path):
 
 
 def test_excel_headers_trailing_empty_column_duplicates_and_spaces(tmp_path):
-    excel = EXAMS.replace("platelet_count\n", "platelet_count ,\n").replace("250\n", "250,\n").replace("118,\n", "118,,\n")
+    excel = (
+        EXAMS.replace("platelet_count\n", "platelet_count ,\n").replace("250\n", "250,\n").replace("118,\n", "118,,\n")
+    )
     excel = excel.replace("180\n", "180,\n")
     c = load_with(tmp_path, exams=excel)
     assert c.indicators == ["hemoglobin", "platelet_count"]
@@ -250,8 +282,9 @@ def test_excel_headers_trailing_empty_column_duplicates_and_spaces(tmp_path):
 
 def test_one_source_per_table(tmp_path):
     folder = write(tmp_path)
-    load_folder(folder).exams.assign(exam_date=lambda e: e["exam_date"].dt.strftime("%Y-%m-%d")) \
-        .to_parquet(folder / "exams.parquet", index=False)
+    load_folder(folder).exams.assign(exam_date=lambda e: e["exam_date"].dt.strftime("%Y-%m-%d")).to_parquet(
+        folder / "exams.parquet", index=False
+    )
     c = load_folder(folder)  # the same table twice: read once, said in the log
     assert "hold the same table" in log_reasons(c)
     (folder / "exams.csv").write_text(EXAMS.replace("120", "125"))

@@ -31,7 +31,10 @@ def test_date_split_follows_admission_dates(raw):
     adm = result.cohort.patients.set_index("patient_id")["admission_date"]
     split = result.split
     assert (adm[split == "train"] <= pd.Timestamp("2021-12-31")).all()
-    assert ((adm[split == "validation"] > pd.Timestamp("2021-12-31")) & (adm[split == "validation"] <= pd.Timestamp("2022-06-30"))).all()
+    assert (
+        (adm[split == "validation"] > pd.Timestamp("2021-12-31"))
+        & (adm[split == "validation"] <= pd.Timestamp("2022-06-30"))
+    ).all()
     assert (adm[split == "test"] > pd.Timestamp("2022-06-30")).all()
     assert set(split.index) == set(result.cohort.patient_ids)
 

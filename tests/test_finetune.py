@@ -26,7 +26,9 @@ def test_adapter_learned_in_transformers_is_applied_by_llama_cpp(tmp_path, monke
     rouge = rouge_scorer.RougeScorer(["rougeL"])
     scores = {}
     for name, lora in (("base", None), ("tuned", trained["gguf"])):
-        responder = LlamaCppResponder(n_parallel=1, ctx_per_slot=512, lora=lora, cache=AnswerCache(tmp_path / f"{name}.sqlite"))
+        responder = LlamaCppResponder(
+            n_parallel=1, ctx_per_slot=512, lora=lora, cache=AnswerCache(tmp_path / f"{name}.sqlite")
+        )
         scores[name] = rouge.score(REPLY, responder.answer(question, decoding)[0])["rougeL"].fmeasure
         identity = responder.identity
         responder.close()

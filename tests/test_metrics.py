@@ -5,17 +5,21 @@ import pytest
 
 from pmlm_lib.metrics import CJKTokenizer, Metrics, language_of, paired_test
 
-ANSWERS = ["Eat a balanced diet, limit sugar and check your blood glucose every week.",
-           "Your hemoglobin is low; take iron and folic acid and come back in two weeks.",
-           ""]
-REPLIES = ["Follow a low-sugar diet and monitor your blood glucose weekly.",
-           "Hemoglobin is below range: take iron supplements with folic acid and recheck in two weeks.",
-           "Keep attending your prenatal check-ups."]
+ANSWERS = [
+    "Eat a balanced diet, limit sugar and check your blood glucose every week.",
+    "Your hemoglobin is low; take iron and folic acid and come back in two weeks.",
+    "",
+]
+REPLIES = [
+    "Follow a low-sugar diet and monitor your blood glucose weekly.",
+    "Hemoglobin is below range: take iron supplements with folic acid and recheck in two weeks.",
+    "Keep attending your prenatal check-ups.",
+]
 
 
 @pytest.fixture(scope="module")
 def metrics():
-    return Metrics()
+    return Metrics(device="cpu")
 
 
 def test_each_figure_is_what_the_library_gives(metrics):
@@ -34,8 +38,11 @@ def test_each_figure_is_what_the_library_gives(metrics):
         assert table.loc[i, "ROUGE-L"] == pytest.approx(100 * expected["rougeL"].fmeasure)
         assert table.loc[i, "BLEU-4"] == pytest.approx(sacrebleu.sentence_bleu(a, [r]).score)
     p, r, f = score(ANSWERS[:2], REPLIES[:2], model_type=str(minilm_path()), num_layers=6)
-    assert np.allclose(table.loc[:1, ["BERTScore-P", "BERTScore-R", "BERTScore-F1"]].to_numpy(),
-                       100 * np.stack([p.numpy(), r.numpy(), f.numpy()], axis=1), atol=1e-3)
+    assert np.allclose(
+        table.loc[:1, ["BERTScore-P", "BERTScore-R", "BERTScore-F1"]].to_numpy(),
+        100 * np.stack([p.numpy(), r.numpy(), f.numpy()], axis=1),
+        atol=1e-3,
+    )
     assert (table.loc[2] == 0).all()  # an empty answer scores zero everywhere, not NaN
 
     corpus, signature = metrics.corpus_bleu(ANSWERS, REPLIES)

@@ -40,10 +40,14 @@ def test_gguf_converts_once_into_a_working_transformers_model():
     assert (path / "config.json").stat().st_mtime_ns == stamp  # cached: not converted again
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    enc = tok.apply_chat_template([{"role": "user", "content": "Name one vitamin important in pregnancy."}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": "Name one vitamin important in pregnancy."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.generate(**enc, max_new_tokens=12, do_sample=False)
-    text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    text = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert len(text.split()) >= 3
 
 

@@ -41,5 +41,7 @@ def test_papermill_sees_every_parameter(path):
     import papermill
 
     first_code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-    assigned = [t.id for n in ast.parse("".join(first_code["source"])).body if isinstance(n, ast.Assign) for t in n.targets]
+    assigned = [
+        t.id for n in ast.parse("".join(first_code["source"])).body if isinstance(n, ast.Assign) for t in n.targets
+    ]
     assert sorted(papermill.inspect_notebook(str(path))) == sorted(assigned)

@@ -13,14 +13,6 @@ from pmlm_lib.pipeline import PipelineError, parse_overrides, run_report
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    reports = tmp_path_factory.mktemp("reports")
-    console = io.StringIO()
-    run_dir = run_report(profile="smoke", run="smoke", reports_dir=reports, console=console)
-    return reports, run_dir, console.getvalue()
-
-
 def test_the_console_gets_one_line_per_notebook_and_the_logs_the_rest(smoke_run):
     _, run_dir, console = smoke_run
     lines = console.strip().splitlines()
@@ -35,7 +27,12 @@ def test_report_page_shows_findings_first_contents_and_what_the_notebooks_produc
     page = (run_dir / "index.html").read_text()
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok" and record["profile"] == "smoke"
-    assert page.index("id='findings'") < page.index("id='contents'") < page.index("id='notebooks'") < page.index("<h2 id='01_data_filtering'>")
+    assert (
+        page.index("id='findings'")
+        < page.index("id='contents'")
+        < page.index("id='notebooks'")
+        < page.index("<h2 id='01_data_filtering'>")
+    )
     assert "PMLM beats" in page or "do not differ by more than" in page
     assert "&lt;NA&gt;" not in page and "<NA>" not in page and ">nan<" not in page
     manifest = json.loads((run_dir / "artifacts" / "01_data_filtering.json").read_text())["artifacts"]
@@ -43,7 +40,11 @@ def test_report_page_shows_findings_first_contents_and_what_the_notebooks_produc
     for artifact in manifest:
         assert artifact["caption"] in page or artifact["caption"].replace("'", "&#x27;") in page
         assert f"href='#{artifact['name']}'" in page  # in the table of contents
-    every = [a for nb in record["notebooks"] for a in json.loads((run_dir / "artifacts" / f"{nb['notebook']}.json").read_text())["artifacts"]]
+    every = [
+        a
+        for nb in record["notebooks"]
+        for a in json.loads((run_dir / "artifacts" / f"{nb['notebook']}.json").read_text())["artifacts"]
+    ]
     assert page.count("data:image/png;base64,") == sum(a["kind"] == "figure" for a in every)
     assert all(nb["status"] == "ok" and nb["wall_seconds"] > 0 for nb in record["notebooks"])
     # the run's record: timings, memory, versions, model checksums, seeds, the plan beside what happened
@@ -64,21 +65,40 @@ def test_report_page_shows_findings_first_contents_and_what_the_notebooks_produc
 def test_every_step_of_the_method_is_in_the_report(smoke_run):
     _, run_dir, _ = smoke_run
     record = json.loads((run_dir / "run.json").read_text())
-    assert [nb["notebook"] for nb in record["notebooks"]] == ["01_data_filtering", "02_predictor_study", "03_peer_retrieval",
-                                                             "04_rl_refinement", "05_evaluation", "06_figures", "07_case_study"]
-    for name in ("refinement_curves", "edit_heatmap", "k_sweep", "n_sweep", "bertscore_by_system", "case1_indicators", "case2_indicators"):
+    assert [nb["notebook"] for nb in record["notebooks"]] == [
+        "01_data_filtering",
+        "02_predictor_study",
+        "03_peer_retrieval",
+        "04_rl_refinement",
+        "05_evaluation",
+        "06_figures",
+        "07_case_study",
+    ]
+    for name in (
+        "refinement_curves",
+        "edit_heatmap",
+        "k_sweep",
+        "n_sweep",
+        "bertscore_by_system",
+        "case1_indicators",
+        "case2_indicators",
+    ):
         for ext in ("png", "svg"):
             assert (run_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
     for setting in ("matched", "sampled"):
         table3 = pd.read_csv(run_dir / "tables" / f"table3_{setting}.csv", index_col=0)
         assert list(table3.index) == ["without SP", "without PP", "without PR (s_0)", "random deletion", "PMLM"]
-        assert all("±" in v for v in table3["BERTScore-F1"]) and set(table3["patients × seeds"]) == {"4 × 1" if setting == "matched" else "4 × 2"}
+        assert all("±" in v for v in table3["BERTScore-F1"]) and set(table3["patients × seeds"]) == {
+            "4 × 1" if setting == "matched" else "4 × 2"
+        }
         paired = pd.read_csv(run_dir / "tables" / f"table3_paired_{setting}.csv", index_col=0)
         assert (paired["n"] == 4).all() and paired["min_detectable_80"].gt(0).all()
     oracle = pd.read_csv(run_dir / "tables" / "table3_oracle.csv", index_col=0)
     assert set(oracle["patients × seeds"]) == {"2 × 1"}  # the oracle's own sample, in its own table
     scored = pd.read_parquet(run_dir / "answers_scored.parquet")
-    assert set(scored["setting"]) == {"matched", "sampled"} and set(scored.loc[scored["setting"] == "sampled", "seed"]) == {0, 1}
+    assert set(scored["setting"]) == {"matched", "sampled"} and set(
+        scored.loc[scored["setting"] == "sampled", "seed"]
+    ) == {0, 1}
     assert scored["BERTScore-F1"].between(0, 100).all() and "SmolLM2-135M + LoRA" in set(scored["responder"])
     # the refinement: time accounted for, policy minus random per epoch, the inference mode chosen on validation
     result = json.loads((run_dir / "results" / "rl_refinement.json").read_text())
@@ -125,6 +145,7 @@ def _notebook(cells, path):
 
 def test_failure_names_notebook_and_cell_and_resume_keeps_data_and_overrides(tmp_path):
     from conftest import REPO
+
     from pmlm_lib.hospital_export import write_hospital_export
 
     notebooks = tmp_path / "notebooks"
@@ -136,17 +157,30 @@ def test_failure_names_notebook_and_cell_and_resume_keeps_data_and_overrides(tmp
     data = write_hospital_export(tmp_path / "export", n_patients=120)
     console = io.StringIO()
     with pytest.raises(PipelineError) as info:
-        run_report(profile="smoke", run="r", notebooks_dir=notebooks, reports_dir=reports, data=str(data), console=console,
-                   overrides=parse_overrides(["01_data_filtering.min_patients=3"]))
+        run_report(
+            profile="smoke",
+            run="r",
+            notebooks_dir=notebooks,
+            reports_dir=reports,
+            data=str(data),
+            console=console,
+            overrides=parse_overrides(["01_data_filtering.min_patients=3"]),
+        )
     message = str(info.value)
-    assert "02_step.ipynb failed in cell [4] of the executed notebook" in message and "ValueError: the threshold is off" in message
+    assert (
+        "02_step.ipynb failed in cell [4] of the executed notebook" in message
+        and "ValueError: the threshold is off" in message
+    )
     assert "--from 02_step" in message and "02_step.log" in message
     kept = reports / "r" / "notebooks" / "02_step.ipynb"
     assert kept.exists() and "the threshold is off" in kept.read_text()
     record = json.loads((reports / "r" / "run.json").read_text())
     assert record["status"] == "failed" and (reports / "r" / "index.html").exists()
 
-    _notebook(["import pandas as pd, pathlib", "n = len(pd.read_csv(pathlib.Path(run_dir) / 'split.csv'))", "assert n > 100"], broken)
+    _notebook(
+        ["import pandas as pd, pathlib", "n = len(pd.read_csv(pathlib.Path(run_dir) / 'split.csv'))", "assert n > 100"],
+        broken,
+    )
     run_report(run="r", notebooks_dir=notebooks, reports_dir=reports, start_from="02", console=console)
     record = json.loads((reports / "r" / "run.json").read_text())
     assert record["status"] == "ok" and record["profile"] == "smoke" and record["data"] == str(data)
@@ -158,8 +192,15 @@ def test_data_paths_are_resolved_from_the_callers_directory(tmp_path, monkeypatc
     from conftest import REPO
 
     monkeypatch.chdir(REPO)
-    run_dir = run_report(profile="smoke", run="example", data="data/example", reports_dir=tmp_path, only=["01"],
-                         overrides=parse_overrides(["01_data_filtering.min_patients=2"]), console=io.StringIO())
+    run_dir = run_report(
+        profile="smoke",
+        run="example",
+        data="data/example",
+        reports_dir=tmp_path,
+        only=["01"],
+        overrides=parse_overrides(["01_data_filtering.min_patients=2"]),
+        console=io.StringIO(),
+    )
     assert json.loads((run_dir / "results" / "data_filtering.json").read_text())["summary"]["patients"] > 10
     with pytest.raises(PipelineError, match="no such folder"):
         run_report(profile="smoke", run="x", data="data/nope", reports_dir=tmp_path, console=io.StringIO())
@@ -167,7 +208,12 @@ def test_data_paths_are_resolved_from_the_callers_directory(tmp_path, monkeypatc
 
 def test_profile_typos_are_errors_not_silence(tmp_path):
     with pytest.raises(PipelineError, match="min_patient.*does not declare"):
-        run_report(profile="smoke", run="x", reports_dir=tmp_path, overrides=parse_overrides(["01_data_filtering.min_patient=3"]))
+        run_report(
+            profile="smoke",
+            run="x",
+            reports_dir=tmp_path,
+            overrides=parse_overrides(["01_data_filtering.min_patient=3"]),
+        )
     with pytest.raises(PipelineError, match="unknown profile"):
         run_report(profile="nope", reports_dir=tmp_path)
 
@@ -179,8 +225,15 @@ def test_data_notebook_runs_on_the_public_sets(tmp_path, source):
     if not PUBLIC.exists():
         pytest.skip(f"public data not found at {PUBLIC}")
     # the data, predictor and retrieval notebooks run on real public data (the later steps need doctors' replies)
-    run_dir = run_report(profile="smoke", run=source, data=source, reports_dir=tmp_path, only=["01", "02", "03"],
-                         overrides=parse_overrides(["01_data_filtering.min_patients=5"]), console=io.StringIO())
+    run_dir = run_report(
+        profile="smoke",
+        run=source,
+        data=source,
+        reports_dir=tmp_path,
+        only=["01", "02", "03"],
+        overrides=parse_overrides(["01_data_filtering.min_patients=5"]),
+        console=io.StringIO(),
+    )
     result = json.loads((run_dir / "results" / "data_filtering.json").read_text())
     assert result["data_source"] == source and result["split_method"] == "stratified"
     assert result["has_replies"] is False
@@ -200,8 +253,14 @@ def test_a_hospital_export_runs_as_it_comes(tmp_path):
     from pmlm_lib.hospital_export import CHINESE_LABELS, write_hospital_export
 
     bare = write_hospital_export(tmp_path / "bare", n_patients=260, seed=2)
-    run_dir = run_report(profile="smoke", run="bare", data=str(bare), reports_dir=tmp_path / "reports", only=["01", "02", "03"],
-                         console=io.StringIO())
+    run_dir = run_report(
+        profile="smoke",
+        run="bare",
+        data=str(bare),
+        reports_dir=tmp_path / "reports",
+        only=["01", "02", "03"],
+        console=io.StringIO(),
+    )
     log = pd.read_csv(run_dir / "tables" / "filter_log.csv")
     assert log["reason"].str.contains("patients without examinations removed").any()
     assert log["reason"].str.contains("merged into one").any() and log["reason"].str.contains("day/month/year").any()
@@ -212,12 +271,21 @@ def test_a_hospital_export_runs_as_it_comes(tmp_path):
         run_report(run="bare", reports_dir=tmp_path / "reports", start_from="04", only=["04"], console=io.StringIO())
 
     profile = tmp_path / "hospital.yaml"
-    profile.write_text("extends: default\ndescription: a hospital export, smoke-sized\nparameters:\n"
-                       + "".join(f"  {nb}:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in values.items())
-                                 for nb, values in _smoke_sized().items()))
+    profile.write_text(
+        "extends: default\ndescription: a hospital export, smoke-sized\nparameters:\n"
+        + "".join(
+            f"  {nb}:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in values.items())
+            for nb, values in _smoke_sized().items()
+        )
+    )
     with_replies = write_hospital_export(tmp_path / "replies", n_patients=260, seed=2, replies=True)
-    run_dir = run_report(profile=str(profile), run="full", data=str(with_replies), reports_dir=tmp_path / "reports",
-                         console=io.StringIO())
+    run_dir = run_report(
+        profile=str(profile),
+        run="full",
+        data=str(with_replies),
+        reports_dir=tmp_path / "reports",
+        console=io.StringIO(),
+    )
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok" and record["profile"] == str(profile) and len(record["notebooks"]) == 7
     assert record["parameters"]["04_rl_refinement"]["baseline"] == "s0_score"  # from the default profile it extends
@@ -233,7 +301,9 @@ def _smoke_sized() -> dict:
     return {nb: {k: v for k, v in values.items() if k != "data_source"} for nb, values in smoke.items()}
 
 
-def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_on_the_machine(smoke_run, tmp_path, monkeypatch):
+def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_on_the_machine(
+    smoke_run, tmp_path, monkeypatch
+):
     """Notebook 04 answers through an OpenAI-compatible endpoint (a real llama.cpp server on 127.0.0.1)
     with a key from the environment; notebook 05 adds an endpoint that echoes the key in its 401 error,
     then one that fails with 5xx and one that hangs: no file of the run or the cache holds the key, and
@@ -261,7 +331,9 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
                 threading.Event().wait(5)
                 return
             auth = self.headers.get("Authorization")
-            status, body = (401, f"bad credentials: Authorization: {auth}") if kind == "echo" else (503, f"overloaded ({auth})")
+            status, body = (
+                (401, f"bad credentials: Authorization: {auth}") if kind == "echo" else (503, f"overloaded ({auth})")
+            )
             self.send_response(status)
             self.end_headers()
             self.wfile.write(body.encode())
@@ -271,9 +343,15 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
     threading.Thread(target=faulty.serve_forever, daemon=True).start()
     server = LlamaCppResponder(n_parallel=2, ctx_per_slot=2048, use_cache=False)
     spec = {"backend": "openai", "base_url": server.base_url, "model": "smollm2", "api_key_env": "PMLM_SCAN_KEY"}
-    run_report(profile="smoke", run="smoke", reports_dir=reports, start_from="04", only=["04", "05"],
-               overrides={"04_rl_refinement": {"responder": spec}, "05_evaluation": {"responders": {"endpoint": spec}}},
-               console=io.StringIO())
+    run_report(
+        profile="smoke",
+        run="smoke",
+        reports_dir=reports,
+        start_from="04",
+        only=["04", "05"],
+        overrides={"04_rl_refinement": {"responder": spec}, "05_evaluation": {"responders": {"endpoint": spec}}},
+        console=io.StringIO(),
+    )
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok"
     result = json.loads((run_dir / "results" / "rl_refinement.json").read_text())
@@ -281,12 +359,28 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
     assert "endpoint" in set(pd.read_parquet(run_dir / "answers_scored.parquet")["responder"])
     port = faulty.server_address[1]
     for kind in ("echo", "overloaded", "hang"):
-        bad = {"backend": "openai", "base_url": f"http://localhost:{port}/{kind}/v1", "model": "m", "api_key_env": "PMLM_SCAN_KEY",
-               "local": False, "timeout": 1.0, "backoff": 0.01, "max_retries": 1}
+        bad = {
+            "backend": "openai",
+            "base_url": f"http://localhost:{port}/{kind}/v1",
+            "model": "m",
+            "api_key_env": "PMLM_SCAN_KEY",
+            "local": False,
+            "timeout": 1.0,
+            "backoff": 0.01,
+            "max_retries": 1,
+        }
         with pytest.raises(PipelineError, match="EndpointError"):
-            run_report(run="smoke", reports_dir=reports, start_from="05", only=["05"],
-                       overrides={"05_evaluation": {"responders": {kind: bad}}}, console=io.StringIO())
-    files = [p for p in run_dir.rglob("*") if p.is_file()] + [p for p in cache_dir().glob("answers.sqlite*") if p.is_file()]
+            run_report(
+                run="smoke",
+                reports_dir=reports,
+                start_from="05",
+                only=["05"],
+                overrides={"05_evaluation": {"responders": {kind: bad}}},
+                console=io.StringIO(),
+            )
+    files = [p for p in run_dir.rglob("*") if p.is_file()] + [
+        p for p in cache_dir().glob("answers.sqlite*") if p.is_file()
+    ]
     assert len(files) > 20
     assert [str(p) for p in files if secret.encode() in p.read_bytes()] == []
     guard = RawValueGuard().extend(pd.read_parquet(run_dir / "cohort" / "exams.parquet").columns[2:])

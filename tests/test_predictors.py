@@ -35,12 +35,24 @@ def test_summary_features_leave_unmeasured_missing(data):
     assert list(feats.index) == train[:50]
     h = cohort.history(train[0])
     assert feats.loc[train[0], "n_visits"] == len(h)
-    assert feats.loc[train[0], "hemoglobin__last"] == h["hemoglobin"].dropna().iloc[-1] if h["hemoglobin"].notna().any() else True
+    assert (
+        feats.loc[train[0], "hemoglobin__last"] == h["hemoglobin"].dropna().iloc[-1]
+        if h["hemoglobin"].notna().any()
+        else True
+    )
     assert feats.isna().to_numpy().any()  # "not measured" stays missing, never 0
 
 
-@pytest.mark.parametrize("family,options", [("summary_gbm", {}), ("lstm", {"epochs": 2}), ("cnn", {"epochs": 2}),
-                                            ("transformer", {"epochs": 2}), ("rocket", {"n_kernels": 100})])
+@pytest.mark.parametrize(
+    "family,options",
+    [
+        ("summary_gbm", {}),
+        ("lstm", {"epochs": 2}),
+        ("cnn", {"epochs": 2}),
+        ("transformer", {"epochs": 2}),
+        ("rocket", {"n_kernels": 100}),
+    ],
+)
 def test_interface_and_save_load_roundtrip(tmp_path, data, family, options):
     cohort, _, train, test = data
     predictor = make_predictor(family, seed=1, **options).fit(cohort, train)
@@ -64,7 +76,9 @@ def test_summary_predictor_learns_the_labels_with_a_signature(data):
 
 def test_study_predicts_every_patient_out_of_fold_for_training(data):
     cohort, split, train, _ = data
-    result = run_study(cohort, split, {"summary_gbm": {}, "cnn": {"epochs": 2}}, cross_fit_folds=3, progress=lambda *_: None)
+    result = run_study(
+        cohort, split, {"summary_gbm": {}, "cnn": {"epochs": 2}}, cross_fit_folds=3, progress=lambda *_: None
+    )
     p = result.predictions
     assert set(p.index) == set(cohort.patient_ids)
     assert (p.loc[train, "how"] == "out of fold").all() and (p.loc[p["split"] != "train", "how"] == "held out").all()

@@ -6,11 +6,17 @@ from pmlm_lib.pipeline import PipelineError, load_profile, parse_overrides
 
 
 def test_a_profile_file_extends_another_and_changes_only_what_it_says(tmp_path):
-    (tmp_path / "gpu.yaml").write_text("extends: default\ndescription: larger samples\n"
-                                       "parameters:\n  05_evaluation:\n    eval_patients: 200\n"
-                                       "prices:\n  gpt-4o: {prompt_per_1k: 0.0025, answer_per_1k: 0.01}\n")
+    (tmp_path / "gpu.yaml").write_text(
+        "extends: default\ndescription: larger samples\n"
+        "parameters:\n  05_evaluation:\n    eval_patients: 200\n"
+        "prices:\n  gpt-4o: {prompt_per_1k: 0.0025, answer_per_1k: 0.01}\n"
+    )
     (tmp_path / "more.yaml").write_text("extends: gpu.yaml\nparameters:\n  common:\n    seed: 3\n")
-    base, gpu, more = load_profile("default"), load_profile(str(tmp_path / "gpu.yaml")), load_profile(str(tmp_path / "more.yaml"))
+    base, gpu, more = (
+        load_profile("default"),
+        load_profile(str(tmp_path / "gpu.yaml")),
+        load_profile(str(tmp_path / "more.yaml")),
+    )
     assert gpu["parameters"]["05_evaluation"]["eval_patients"] == 200
     assert gpu["parameters"]["04_rl_refinement"] == base["parameters"]["04_rl_refinement"]
     assert more["parameters"]["common"]["seed"] == 3 and more["parameters"]["05_evaluation"]["eval_patients"] == 200
@@ -48,6 +54,7 @@ def test_the_plan_counts_the_answers_each_notebook_will_request():
     r4, r5 = smoke["04_rl_refinement"], smoke["05_evaluation"]
     assert by["04_rl_refinement"]["RL episodes"] == r4["epochs"] * r4["patients_per_epoch"]
     assert by["04_rl_refinement"]["s_0 of the training pool"] == r4["train_patients"]
-    assert by["05_evaluation"]["matched"] == 5 and sum(r.answers for r in plan["notebooks"][4].requests if "sampled" in r.what) \
-        == 5 * 6 * len(r5["sampled_seeds"])
+    assert by["05_evaluation"]["matched"] == 5 and sum(
+        r.answers for r in plan["notebooks"][4].requests if "sampled" in r.what
+    ) == 5 * 6 * len(r5["sampled_seeds"])
     assert all(p.minutes > 0 for p in plan["notebooks"])

@@ -20,8 +20,15 @@ def test_ablations_leave_sentences_out():
 
 
 def test_coarse_prompts_for_many_patients_hold_no_exam_values():
-    peers = pd.DataFrame({"patient_id": ["A", "A", "B"], "rank": [1, 2, 1], "peer_id": ["X", "Y", "X"],
-                          "peer_label": ["normal", "thalassemia", "normal"], "similarity": [0.9, 0.8, 0.7]})
+    peers = pd.DataFrame(
+        {
+            "patient_id": ["A", "A", "B"],
+            "rank": [1, 2, 1],
+            "peer_id": ["X", "Y", "X"],
+            "peer_label": ["normal", "thalassemia", "normal"],
+            "similarity": [0.9, 0.8, 0.7],
+        }
+    )
     table = prompts.coarse_prompts(pd.Series({"A": "normal", "B": "thalassemia"}), peers, k=1)
     assert list(table.index) == ["A", "B"]
     assert "thalassemia, with" not in table.loc["A", "prompt"]  # rank 2 is beyond k

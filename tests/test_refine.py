@@ -13,23 +13,28 @@ from pmlm_lib.responders import AnswerCache, Decoding
 from pmlm_lib.retrieval import PatientEncoder
 from pmlm_lib.reward import AnswerReward, RewardResult
 
-PROMPTS = [coarse_prompt(label, [(label, 0.9), ("normal", 0.8)]) for label in ("gestational diabetes", "thalassemia", "normal")]
-REPLIES = ["Follow a low-sugar diet and monitor your blood glucose.", "Take folic acid; iron only if ferritin is low.",
-           "Keep attending your prenatal check-ups and count fetal movements."]
+PROMPTS = [
+    coarse_prompt(label, [(label, 0.9), ("normal", 0.8)]) for label in ("gestational diabetes", "thalassemia", "normal")
+]
+REPLIES = [
+    "Follow a low-sugar diet and monitor your blood glucose.",
+    "Take folic acid; iron only if ferritin is low.",
+    "Keep attending your prenatal check-ups and count fetal movements.",
+]
 
 
 @pytest.fixture(scope="module")
 def embedder():
     from pmlm_lib.embedding import WordEmbedder
 
-    return WordEmbedder()
+    return WordEmbedder(device="cpu")
 
 
 @pytest.fixture(scope="module")
 def reward():
     from pmlm_lib.reward import BERTScoreReward
 
-    return BERTScoreReward()
+    return BERTScoreReward(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,7 @@ def test_policy_has_the_papers_shape_and_normalizes():
 
     policy = WordPolicy()
     linears = [m for m in policy.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(896, 256), (256, 256), (256, 1)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(896, 256), (256, 256), (256, 1)]
     assert all(m.p == 0.4 for m in policy.modules() if isinstance(m, torch.nn.Dropout))
     logp = policy(torch.randn(7, 384), torch.randn(128))
     assert logp.shape == (7,) and torch.isclose(logp.exp().sum(), torch.tensor(1.0))
@@ -68,11 +73,15 @@ def test_reward_matches_bert_score_and_guards_empty_answers(reward):
     from pmlm_lib.models import minilm_path
 
     got = reward(["Eat less sugar and check your glucose.", ""], REPLIES[:2])
-    _, _, f = score(["Eat less sugar and check your glucose."], REPLIES[:1], model_type=str(minilm_path()), num_layers=6)
+    _, _, f = score(
+        ["Eat less sugar and check your glucose."], REPLIES[:1], model_type=str(minilm_path()), num_layers=6
+    )
     assert np.isclose(got[0], float(f[0]), atol=1e-5) and got[1] == 0.0
     encoded = reward.encoded
     again = reward(["Eat less sugar and check your glucose.", "Rest."], REPLIES[:2])
-    assert reward.encoded == encoded + 2 and again[0] == got[0]  # only "Rest." and the reply it meets first were encoded
+    assert (
+        reward.encoded == encoded + 2 and again[0] == got[0]
+    )  # only "Rest." and the reply it meets first were encoded
 
 
 def test_controls_delete_n_words_and_keep_a_minimum():
@@ -105,14 +114,24 @@ def test_policy_with_edit_operations_normalizes_each_choice():
         WordPolicy(operations=("swap",))
 
 
-def _refiner(embedder, responder, scorer, epochs, seed=0, operations=("delete",), batch_size=None, baseline="mean",
-             embed="every_step", random_control=True):
+def _refiner(
+    embedder,
+    responder,
+    scorer,
+    epochs,
+    seed=0,
+    operations=("delete",),
+    batch_size=None,
+    baseline="mean",
+    embed="every_step",
+    random_control=True,
+):
     torch.manual_seed(seed)
     from pmlm_lib.policy import WordPolicy
 
     policy, encoder = WordPolicy(operations=operations), PatientEncoder(30)
     vocabulary = ["diet", "glucose", "rest"] if operations != ("delete",) else None
-    editor = PromptEditor(embedder, policy, encoder, n_steps=2, embed=embed, vocabulary=vocabulary)
+    editor = PromptEditor(embedder, policy, encoder, n_steps=2, embed=embed, vocabulary=vocabulary, device="cpu")
     reward = AnswerReward(responder, scorer, Decoding(max_tokens=8, temperature=0.0, top_p=1.0, seed=0))
     config = RefineConfig(epochs=epochs, batch_size=batch_size, baseline=baseline, random_control=random_control)
     return Refiner(editor, reward, config)
@@ -120,8 +139,10 @@ def _refiner(embedder, responder, scorer, epochs, seed=0, operations=("delete",)
 
 def _episodes(seed, prompts=PROMPTS):
     rng = np.random.default_rng(seed)
-    return [Episode(patient_id=f"P{i}", prompt=p, x_prime=rng.normal(size=30).astype(np.float32), reference=r)
-            for i, (p, r) in enumerate(zip(prompts, REPLIES))]
+    return [
+        Episode(patient_id=f"P{i}", prompt=p, x_prime=rng.normal(size=30).astype(np.float32), reference=r)
+        for i, (p, r) in enumerate(zip(prompts, REPLIES))
+    ]
 
 
 def test_baselines_compare_each_reward_with_the_right_expectation(embedder):
@@ -134,7 +155,10 @@ def test_baselines_compare_each_reward_with_the_right_expectation(embedder):
     assert list(refiner.baseline(result, episodes, [], {})) == [0.0, 0.0]  # no earlier episodes yet
     log = [{"score_before": x, "reward": 0.3 - 0.5 * x} for x in (0.1, 0.3, 0.5, 0.7)]
     assert np.allclose(refiner.baseline(result, episodes, log, {}), [0.2, 0.0])
-    assert list(_refiner(embedder, None, None, epochs=1, baseline="none").baseline(result, episodes, log, {})) == [0.0, 0.0]
+    assert list(_refiner(embedder, None, None, epochs=1, baseline="none").baseline(result, episodes, log, {})) == [
+        0.0,
+        0.0,
+    ]
     mean = _refiner(embedder, None, None, epochs=1, baseline="mean")
     mean.baseline.update(result)
     assert np.allclose(mean.baseline(result, episodes, log, {}), [0.05, 0.05])
@@ -156,8 +180,13 @@ def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedde
     assert len(whole.log) == 6 and all(len(row["positions"]) == 2 for row in whole.log)
     # the random control: one draw per patient, scored once; each epoch reports the policy's gain over it
     assert set(whole.random_reward) == {"P0", "P1", "P2"}
-    assert all(np.isclose(h["minus_random"], h["mean_reward"] - np.mean([r["random_reward"] for r in whole.log if r["epoch"] == h["epoch"]]))
-               for h in history)
+    assert all(
+        np.isclose(
+            h["minus_random"],
+            h["mean_reward"] - np.mean([r["random_reward"] for r in whole.log if r["epoch"] == h["epoch"]]),
+        )
+        for h in history
+    )
     split = whole.time_split()
     assert split["answers"] > 0 and 0 < split["share_outside_answers"] < 1
 
@@ -195,12 +224,16 @@ def test_greedy_control_spends_its_budget(embedder, responder, reward):
     decoding = Decoding(max_tokens=8)
     before = responder.stats["answered"] + responder.stats["from_cache"]
     results = greedy_deletion(PROMPTS[:2], REPLIES[:2], responder, reward, n=2, budget=6, decoding=decoding)
-    assert responder.stats["answered"] + responder.stats["from_cache"] - before == 2 * 6  # 3 candidates x 2 steps x 2 prompts
+    assert (
+        responder.stats["answered"] + responder.stats["from_cache"] - before == 2 * 6
+    )  # 3 candidates x 2 steps x 2 prompts
     for (text, deleted), prompt in zip(results, PROMPTS):
         assert len(deleted) == 2 and len(segment(text)) == len(segment(prompt)) - 2
     # with a budget that covers every word, one step keeps the deletion whose answer scores best
     short = "Please give me advice about my diet and sleep"
-    [(text, [j])] = greedy_deletion([short], REPLIES[:1], responder, reward, n=1, budget=20, decoding=decoding, min_words=2)
+    [(text, [j])] = greedy_deletion(
+        [short], REPLIES[:1], responder, reward, n=1, budget=20, decoding=decoding, min_words=2
+    )
     words = segment(short)
     options = [join(apply_edit(words, k, "delete", None)) for k in range(len(words))]
     scores = reward(responder.answer(options, decoding), REPLIES[:1] * len(options))
@@ -233,8 +266,10 @@ def test_inference_modes_need_no_responder_and_differ_as_documented(embedder):
         editor.policy.net[0].weight.zero_()
         editor.policy.net[0].bias.zero_()
     favourite = embedder.embed([["similarity"]])[0][0]
-    editor.policy.position_and_hidden = lambda E, x: (torch.log_softmax(10 * torch.nn.functional.cosine_similarity(E, favourite[None]), 0),
-                                                       torch.zeros(len(E), 256))
+    editor.policy.position_and_hidden = lambda E, x: (
+        torch.log_softmax(10 * torch.nn.functional.cosine_similarity(E, favourite[None]), 0),
+        torch.zeros(len(E), 256),
+    )
     from pmlm_lib.edits import edited_types
 
     greedy, distinct = editor.edit(tasks, "greedy")[0], editor.edit(tasks, "greedy_distinct")[0]
@@ -268,16 +303,35 @@ def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     topics = ["diet", "sleep", "iron", "walking", "glucose", "blood pressure", "fetal movements", "folic acid"]
-    episodes = [Episode(patient_id=f"P{i}", prompt=f"Please advise me about {topics[i % 8]} and zebra in my pregnancy, "
-                        f"since my tests from week {20 + i} showed values that my doctor wants me to watch closely.",
-                        x_prime=rng.normal(size=30).astype(np.float32), reference="") for i in range(16)]
+    episodes = [
+        Episode(
+            patient_id=f"P{i}",
+            prompt=f"Please advise me about {topics[i % 8]} and zebra in my pregnancy, "
+            f"since my tests from week {20 + i} showed values that my doctor wants me to watch closely.",
+            x_prime=rng.normal(size=30).astype(np.float32),
+            reference="",
+        )
+        for i in range(16)
+    ]
     scorer = lambda answers, references: np.array([0.0 if "zebra" in a else 1.0 for a in answers])  # noqa: E731
-    editor = PromptEditor(embedder, WordPolicy(), PatientEncoder(30), n_steps=2, embed="once")
-    refiner = Refiner(editor, AnswerReward(EchoResponder(), scorer, Decoding()),
-                      RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False))
+    editor = PromptEditor(embedder, WordPolicy(), PatientEncoder(30), n_steps=2, embed="once", device="cpu")
+    refiner = Refiner(
+        editor,
+        AnswerReward(EchoResponder(), scorer, Decoding()),
+        RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False),
+    )
     refiner.train(episodes, progress=lambda *_: None)
-    share = {e: np.mean(["zebra" in edited_types(next(x.prompt for x in episodes if x.patient_id == row["patient_id"]), row["positions"])
-                         for row in refiner.log if row["epoch"] == e]) for e in range(8)}
+    share = {
+        e: np.mean(
+            [
+                "zebra"
+                in edited_types(next(x.prompt for x in episodes if x.patient_id == row["patient_id"]), row["positions"])
+                for row in refiner.log
+                if row["epoch"] == e
+            ]
+        )
+        for e in range(8)
+    }
     words = len(segment(episodes[0].prompt))
     assert share[0] < 0.3 and 2 / words < 0.1  # about the random rate at the start
     assert np.mean([share[6], share[7]]) > 0.7, share
@@ -285,10 +339,20 @@ def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
 
 def test_edited_words_by_epoch_counts_each_episodes_edits_once():
     prompts = {"A": "Your deep learning model says: rest, rest.", "B": "The deep model predicts normal."}
-    log = [{"epoch": 0, "patient_id": "A", "positions": [1, 4]},  # "deep", then "rest," (index 4 after the deletion)
-           {"epoch": 0, "patient_id": "B", "positions": [2]},  # "model"
-           {"epoch": 1, "patient_id": "A", "positions": [1, 1], "operations": ["delete", "delete"], "words": [None, None]}]
+    log = [
+        {"epoch": 0, "patient_id": "A", "positions": [1, 4]},  # "deep", then "rest," (index 4 after the deletion)
+        {"epoch": 0, "patient_id": "B", "positions": [2]},  # "model"
+        {"epoch": 1, "patient_id": "A", "positions": [1, 1], "operations": ["delete", "delete"], "words": [None, None]},
+    ]
     table = edited_words_by_epoch(log, prompts)
-    assert table.loc["deep", "epoch 0"] == 0.5 and table.loc["rest", "epoch 0"] == 0.5 and table.loc["model", "epoch 0"] == 0.5
-    assert table.loc["deep", "epoch 1"] == 1.0 and table.loc["learning", "epoch 1"] == 1.0 and table.loc["model", "epoch 1"] == 0.0
+    assert (
+        table.loc["deep", "epoch 0"] == 0.5
+        and table.loc["rest", "epoch 0"] == 0.5
+        and table.loc["model", "epoch 0"] == 0.5
+    )
+    assert (
+        table.loc["deep", "epoch 1"] == 1.0
+        and table.loc["learning", "epoch 1"] == 1.0
+        and table.loc["model", "epoch 1"] == 0.0
+    )
     assert list(table.columns) == ["epoch 0", "epoch 1"]

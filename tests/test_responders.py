@@ -19,7 +19,9 @@ SHORT = Decoding(max_tokens=12)
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    responder = LlamaCppResponder(n_parallel=2, ctx_per_slot=1024, cache=AnswerCache(tmp_path_factory.mktemp("c") / "a.sqlite"))
+    responder = LlamaCppResponder(
+        n_parallel=2, ctx_per_slot=1024, cache=AnswerCache(tmp_path_factory.mktemp("c") / "a.sqlite")
+    )
     yield responder
     responder.close()
 
@@ -44,7 +46,9 @@ def test_openai_backend_against_a_real_llamacpp_server(llama, tmp_path, monkeypa
     secret = "sk-test-7f3a9c1e5b"
     monkeypatch.setenv("PMLM_TEST_KEY", secret)
     cache = AnswerCache(tmp_path / "answers.sqlite")
-    remote = OpenAICompatibleResponder(base_url=llama.base_url, model="smollm2", api_key_env="PMLM_TEST_KEY", cache=cache)
+    remote = OpenAICompatibleResponder(
+        base_url=llama.base_url, model="smollm2", api_key_env="PMLM_TEST_KEY", cache=cache
+    )
     answers = remote.answer(["Name a vegetable.", "Name an animal."], SHORT)
     assert all(len(a.split()) >= 1 for a in answers) and remote.requests_sent == 2
     # the key never lands in the cache, the identity or the representation
@@ -91,7 +95,9 @@ def fake_endpoint():
                 action = 400
             auth = self.headers.get("Authorization", "")
             if action == "echo401":
-                return self.send(401, json.dumps({"error": f"invalid credentials: got header Authorization: {auth}"}).encode())
+                return self.send(
+                    401, json.dumps({"error": f"invalid credentials: got header Authorization: {auth}"}).encode()
+                )
             if action == "echo500":
                 return self.send(500, f"upstream failed for request with {auth}".encode(), "text/plain")
             if action == "html":
@@ -154,7 +160,9 @@ def test_unreachable_endpoint_says_so():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = OpenAICompatibleResponder(f"http://127.0.0.1:{port}", "m", api_key_env=None, max_retries=1, backoff=0.01, use_cache=False)
+    r = OpenAICompatibleResponder(
+        f"http://127.0.0.1:{port}", "m", api_key_env=None, max_retries=1, backoff=0.01, use_cache=False
+    )
     with pytest.raises(EndpointError, match="no usable answer after 2 attempt"):
         r.answer(["hello"])
 
@@ -170,7 +178,7 @@ def test_an_interrupted_batch_keeps_its_finished_answers(fake_endpoint, tmp_path
     script.fail_prompt, script.requests = None, []
     resumed = OpenAICompatibleResponder(url, "m", api_key_env=None, cache=AnswerCache(tmp_path / "a.sqlite"))
     assert resumed.answer(["p1", "p2", "p3", "p4"]) == [f"answer to p{i}" for i in range(1, 5)]
-    assert script.requests == ["p3", "p4"]
+    assert sorted(script.requests) == ["p3", "p4"]
 
 
 def test_raw_values_do_not_leave_the_machine_without_opt_in(fake_endpoint):
@@ -191,7 +199,7 @@ def test_raw_values_do_not_leave_the_machine_without_opt_in(fake_endpoint):
 def test_transformers_backend_on_the_converted_model(tmp_path):
     from pmlm_lib.responders.local import TransformersResponder
 
-    r = TransformersResponder(batch_size=2, cache=AnswerCache(tmp_path / "a.sqlite"))
+    r = TransformersResponder(batch_size=2, device="cpu", cache=AnswerCache(tmp_path / "a.sqlite"))
     answers = r.answer(["Name a fruit.", "Name a colour.", "Name a month."], SHORT)
     assert len(answers) == 3 and all(a.strip() for a in answers)
 
@@ -200,8 +208,15 @@ def test_transformers_backend_on_the_converted_model(tmp_path):
 def test_local_or_remote_is_decided_by_the_parsed_host():
     for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434", "http://[::1]:8000/v1", "http://127.3.4.5"):
         assert is_local_url(url), url
-    for url in ("http://127.0.0.1.nip.io/v1", "https://localhost.attacker.example/v1", "https://x.example/?u=http://127.0.0.1",
-                "https://api.openai.com/v1", "http://10.0.0.5:8000", "not a url", "http://user@127.0.0.1.evil.example"):
+    for url in (
+        "http://127.0.0.1.nip.io/v1",
+        "https://localhost.attacker.example/v1",
+        "https://x.example/?u=http://127.0.0.1",
+        "https://api.openai.com/v1",
+        "http://10.0.0.5:8000",
+        "not a url",
+        "http://user@127.0.0.1.evil.example",
+    ):
         assert not is_local_url(url), url
     tricky = OpenAICompatibleResponder("http://127.0.0.1.nip.io/v1", "m", api_key_env=None, use_cache=False)
     assert tricky.remote
@@ -218,8 +233,13 @@ def test_raw_values_are_seen_in_a_hospitals_own_names_and_times(small_cohort):
     history = serialize_history(small_cohort.history(small_cohort.patient_ids[0]), small_cohort.indicators)
     assert guard(history)
     # the PMLM prompts pass: a label, peers' diagnoses and similarities are no examination values
-    peers = pd.DataFrame([{"patient_id": p, "rank": r, "peer_label": "gestational diabetes", "similarity": 0.9 - r / 100}
-                          for p in small_cohort.patient_ids[:20] for r in range(1, 11)])
+    peers = pd.DataFrame(
+        [
+            {"patient_id": p, "rank": r, "peer_label": "gestational diabetes", "similarity": 0.9 - r / 100}
+            for p in small_cohort.patient_ids[:20]
+            for r in range(1, 11)
+        ]
+    )
     prompts = coarse_prompts(small_cohort.patients.set_index("patient_id")["label"].head(20), peers, 10)["prompt"]
     assert not any(guard(p) for p in prompts) and not any(contains_raw_values(p) for p in prompts)
 
@@ -228,8 +248,10 @@ def test_the_guard_uses_the_cohorts_names_before_sending(fake_endpoint):
     url, script = fake_endpoint
     from pmlm_lib.responders import make_responder
 
-    remote = make_responder({"backend": "openai", "base_url": url, "model": "m", "api_key_env": None, "use_cache": False,
-                             "local": False}, raw_names=["ferritin_ng"])
+    remote = make_responder(
+        {"backend": "openai", "base_url": url, "model": "m", "api_key_env": None, "use_cache": False, "local": False},
+        raw_names=["ferritin_ng"],
+    )
     with pytest.raises(RawDataRefused):
         remote.answer(["My results: ferritin ng 12.5, please advise."])
     assert script.requests == []
@@ -258,7 +280,9 @@ def test_a_dripping_server_meets_one_deadline_per_request(fake_endpoint):
     start = time.perf_counter()
     with pytest.raises(EndpointError, match="deadline"):
         r.answer(["hello"])
-    assert time.perf_counter() - start < 4.0 and len(script.requests) == 2  # a server that hangs twice is not asked again
+    assert (
+        time.perf_counter() - start < 4.0 and len(script.requests) == 2
+    )  # a server that hangs twice is not asked again
 
 
 def test_retry_after_is_honoured_and_bounded(fake_endpoint):

@@ -12,7 +12,9 @@ def test_top_k_matches_brute_force_and_excludes_self():
     pool = rng.normal(size=(500, 16))
     queries = pool[:20] + 0.01 * rng.normal(size=(20, 16))
     idx, sims = retrieval.top_k(queries, pool, 5, exclude=np.arange(20), chunk=7)
-    cos = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (pool / np.linalg.norm(pool, axis=1, keepdims=True)).T
+    cos = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (
+        pool / np.linalg.norm(pool, axis=1, keepdims=True)
+    ).T
     cos[np.arange(20), np.arange(20)] = -np.inf
     expected = np.argsort(-cos, axis=1)[:, :5]
     assert (idx == expected).all()
@@ -24,14 +26,16 @@ def test_encoder_has_the_papers_shape():
     enc = retrieval.PatientEncoder(45 * 35)
     linears = [m for m in enc.modules() if isinstance(m, torch.nn.Linear)]
     drops = [m for m in enc.modules() if isinstance(m, torch.nn.Dropout)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(1575, 256), (256, 128)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(1575, 256), (256, 128)]
     assert drops[0].p == 0.4
 
 
 @pytest.fixture(scope="module")
 def built():
     result = filtering.filter_and_split(synthetic.generate(n_patients=500, seed=4), min_patients=10)
-    reps, encoders, standardizer, losses = retrieval.build_representations(result.cohort, result.split, epochs=15)
+    reps, encoders, standardizer, losses = retrieval.build_representations(
+        result.cohort, result.split, epochs=15, device="cpu"
+    )
     return result.cohort, result.split, reps, encoders, standardizer
 
 
@@ -72,9 +76,19 @@ def test_bench_writes_its_figures_and_checks_the_targets(tmp_path):
     out = run_bench(["retrieval"], out_dir=tmp_path / "bench", reports_dir=tmp_path)
     result = json.loads((out / "bench.json").read_text())
     assert [r["pool"] for r in result["retrieval"]] == [1_000, 10_000, 100_000, 1_000_000]
-    assert all(r["seconds_per_query"] > 0 for r in result["retrieval"]) and "Retrieval" in (out / "bench.md").read_text()
-    report = {"first": {"wall_seconds": 1500.0, "peak_memory_mb": 4000}, "second": {"wall_seconds": 100.0, "peak_memory_mb": 3000},
-              "second_run_speedup": 15.0, "refinement_time_split": {"share_outside_answers": 0.12}}
+    assert (
+        all(r["seconds_per_query"] > 0 for r in result["retrieval"]) and "Retrieval" in (out / "bench.md").read_text()
+    )
+    report = {
+        "first": {"wall_seconds": 1500.0, "peak_memory_mb": 4000},
+        "second": {"wall_seconds": 100.0, "peak_memory_mb": 3000},
+        "second_run_speedup": 15.0,
+        "refinement_time_split": {"share_outside_answers": 0.12},
+    }
     met = {t["target"]: t["met"] for t in targets({"report": report})}
-    assert met == {"whole report (first run) under 20 minutes": False, "peak memory under 6 GiB": True,
-                   "refinement under 10% of its time outside answer generation": False, "second run at least 5x faster": True}
+    assert met == {
+        "whole report (first run) under 20 minutes": False,
+        "peak memory under 6 GiB": True,
+        "refinement under 10% of its time outside answer generation": False,
+        "second run at least 5x faster": True,
+    }

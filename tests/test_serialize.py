@@ -6,12 +6,14 @@ from pmlm_lib.serialize import approx_tokens, legend, serialize_history
 
 
 def history():
-    return pd.DataFrame({
-        "patient_id": ["A"] * 3,
-        "exam_date": pd.to_datetime(["2021-01-05", "2021-02-05", "2021-03-05"]),
-        "hemoglobin": [120.0, None, 98.0],
-        "platelet_count": [250.0, 240.0, 140.0],
-    })
+    return pd.DataFrame(
+        {
+            "patient_id": ["A"] * 3,
+            "exam_date": pd.to_datetime(["2021-01-05", "2021-02-05", "2021-03-05"]),
+            "hemoglobin": [120.0, None, 98.0],
+            "platelet_count": [250.0, 240.0, 140.0],
+        }
+    )
 
 
 def test_newest_first_measured_values_only_with_precision():
@@ -23,7 +25,9 @@ def test_newest_first_measured_values_only_with_precision():
 
 
 def test_budget_keeps_newest_whole_exams_and_says_what_was_left_out():
-    text = serialize_history(history(), ["hemoglobin", "platelet_count"], max_tokens=approx_tokens("2021-03-05: HGB 98, PLT 140\n") + 12)
+    text = serialize_history(
+        history(), ["hemoglobin", "platelet_count"], max_tokens=approx_tokens("2021-03-05: HGB 98, PLT 140\n") + 12
+    )
     assert text.splitlines()[0].startswith("2021-03-05")
     assert text.splitlines()[-1] == "(2 earlier examinations not shown)"
     assert "2021-01-05" not in text

@@ -46,12 +46,20 @@ def test_label_effects_follow_medicine(default_cohort):
     assert _last_values(c, "thalassemia", "mcv").median() < _last_values(c, "normal", "mcv").median() - 12
     assert _last_values(c, "thalassemia", "rbc").median() > _last_values(c, "normal", "rbc").median() + 0.5
     # hypertensive disorder: platelets fall by delivery
-    assert _last_values(c, "gestational hypertension", "platelet_count").median() < _last_values(c, "normal", "platelet_count").median() - 40
+    assert (
+        _last_values(c, "gestational hypertension", "platelet_count").median()
+        < _last_values(c, "normal", "platelet_count").median() - 40
+    )
     # rupture of membranes: white cells rise
-    assert _last_values(c, "premature rupture of membranes", "wbc").median() > _last_values(c, "normal", "wbc").median() + 2
+    assert (
+        _last_values(c, "premature rupture of membranes", "wbc").median()
+        > _last_values(c, "normal", "wbc").median() + 2
+    )
     # cord entanglement has no laboratory signature
     for col in ("hemoglobin", "wbc", "platelet_count"):
-        diff = abs(_last_values(c, "umbilical cord entanglement", col).median() - _last_values(c, "normal", col).median())
+        diff = abs(
+            _last_values(c, "umbilical cord entanglement", col).median() - _last_values(c, "normal", col).median()
+        )
         assert diff < 0.15 * _last_values(c, "normal", col).median()
 
 
@@ -59,7 +67,9 @@ def test_values_are_coherent(default_cohort):
     e = default_cohort.exams.dropna(subset=["rbc", "mch", "hemoglobin", "wbc", "neutrophil_ratio", "neutrophil_count"])
     assert np.allclose(e["hemoglobin"], e["rbc"] * e["mch"], rtol=0, atol=10)  # g/L: measurement noise of sd 2
     assert np.allclose(e["neutrophil_count"], e["wbc"] * e["neutrophil_ratio"] / 100, atol=0.1)  # after rounding
-    ratios = default_cohort.exams[[f"{k}_ratio" for k in ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")]].dropna()
+    ratios = default_cohort.exams[
+        [f"{k}_ratio" for k in ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")]
+    ].dropna()
     assert np.allclose(ratios.sum(axis=1), 100, atol=0.3)
 
 

@@ -48,8 +48,14 @@ class Predictor(ABC):
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"module": type(self).__module__, "class": type(self).__name__, "family": self.family,
-                "seed": self.seed, "options": self.options, "classes": self.classes_}
+        meta = {
+            "module": type(self).__module__,
+            "class": type(self).__name__,
+            "family": self.family,
+            "seed": self.seed,
+            "options": self.options,
+            "classes": self.classes_,
+        }
         (folder / "predictor.json").write_text(json.dumps(meta, indent=2) + "\n")
         self._save_state(folder)
         return folder
@@ -91,5 +97,3 @@ def load_predictor(folder: str | Path) -> Predictor:
 def encode_labels(labels: pd.Series, classes: list[str]) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(classes)}
     return labels.map(lookup).to_numpy(dtype=np.int64)
-
-

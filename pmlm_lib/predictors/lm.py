@@ -28,11 +28,31 @@ from .base import Predictor
 class LoraLMPredictor(Predictor):
     family = "lora_lm"
 
-    def __init__(self, seed: int = 0, model: str = "bundled", max_tokens: int = 384, epochs: int = 1,
-                 train_patients: int | None = None, lr: float = 1e-3, lora_r: int = 8, lora_alpha: int = 16,
-                 batch_size: int = 4, device: str = "auto"):
-        super().__init__(seed=seed, model=model, max_tokens=max_tokens, epochs=epochs, train_patients=train_patients,
-                         lr=lr, lora_r=lora_r, lora_alpha=lora_alpha, batch_size=batch_size, device=device)
+    def __init__(
+        self,
+        seed: int = 0,
+        model: str = "bundled",
+        max_tokens: int = 384,
+        epochs: int = 1,
+        train_patients: int | None = None,
+        lr: float = 1e-3,
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        batch_size: int = 4,
+        device: str = "auto",
+    ):
+        super().__init__(
+            seed=seed,
+            model=model,
+            max_tokens=max_tokens,
+            epochs=epochs,
+            train_patients=train_patients,
+            lr=lr,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            batch_size=batch_size,
+            device=device,
+        )
         self.device = pick_device(device)
         self.model = None
         self.tokenizer = None
@@ -61,10 +81,20 @@ class LoraLMPredictor(Predictor):
         base, self.tokenizer = self._base()
         self.model = add_lora(base, self.options["lora_r"], self.options["lora_alpha"])
         ids = stratified_sample(cohort, list(patient_ids), self.options["train_patients"], self.seed)
-        examples = [example(self.tokenizer, self.tokenizer(prompt)["input_ids"], " " + label + "." + self.tokenizer.eos_token)
-                    for prompt, label in zip(self._prompts(cohort, ids), labels_of(cohort, ids).tolist())]
-        self.train_log = train_lora(self.model, self.tokenizer.pad_token_id, examples, self.options["epochs"],
-                                    self.options["batch_size"], self.options["lr"], self.seed, self.device)
+        examples = [
+            example(self.tokenizer, self.tokenizer(prompt)["input_ids"], " " + label + "." + self.tokenizer.eos_token)
+            for prompt, label in zip(self._prompts(cohort, ids), labels_of(cohort, ids).tolist())
+        ]
+        self.train_log = train_lora(
+            self.model,
+            self.tokenizer.pad_token_id,
+            examples,
+            self.options["epochs"],
+            self.options["batch_size"],
+            self.options["lr"],
+            self.seed,
+            self.device,
+        )
         return self
 
     # ---- scoring -----------------------------------------------------------------------------
@@ -75,22 +105,27 @@ class LoraLMPredictor(Predictor):
         enc = self.tokenizer(prompt, return_tensors="pt").to(self.device)
         out = self.model(**enc, use_cache=True, logits_to_keep=1)
         last_logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        width = max(len(l) for l in label_ids)
+        width = max(len(ids) for ids in label_ids)
         n = len(label_ids)
         cache = out.past_key_values
         cache.batch_repeat_interleave(n)
         pad = self.tokenizer.pad_token_id
-        cont = torch.tensor([l + [pad] * (width - len(l)) for l in label_ids], device=self.device)
+        cont = torch.tensor([ids + [pad] * (width - len(ids)) for ids in label_ids], device=self.device)
         prompt_len = enc["input_ids"].shape[1]
-        att = torch.cat([torch.ones(n, prompt_len, dtype=torch.long, device=self.device),
-                         torch.tensor([[1] * len(l) + [0] * (width - len(l)) for l in label_ids], device=self.device)], dim=1)
+        att = torch.cat(
+            [
+                torch.ones(n, prompt_len, dtype=torch.long, device=self.device),
+                torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in label_ids], device=self.device),
+            ],
+            dim=1,
+        )
         logits = self.model(input_ids=cont, attention_mask=att, past_key_values=cache, use_cache=False).logits.float()
         logp = torch.log_softmax(logits, dim=-1)
         scores = np.zeros(n)
-        for j, l in enumerate(label_ids):
-            total = float(last_logp[l[0]])
-            for k in range(1, len(l)):
-                total += float(logp[j, k - 1, l[k]])
+        for j, ids in enumerate(label_ids):
+            total = float(last_logp[ids[0]])
+            for k in range(1, len(ids)):
+                total += float(logp[j, k - 1, ids[k]])
             scores[j] = total
         return scores
 

@@ -36,7 +36,9 @@ class RocketPredictor(Predictor):
         return self
 
     def _predict_proba(self, cohort, patient_ids):
-        return align_proba(self.model.predict_proba(self._series(cohort, patient_ids)), self.model.classes_, self.classes_)
+        return align_proba(
+            self.model.predict_proba(self._series(cohort, patient_ids)), self.model.classes_, self.classes_
+        )
 
     def _save_state(self, folder: Path):
         pickle_state(folder, {"model": self.model, "standardizer": self.standardizer.state()})

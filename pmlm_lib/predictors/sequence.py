@@ -31,8 +31,9 @@ class _LSTM(nn.Module):
 class _CNN(nn.Module):
     def __init__(self, n_in, n_out, hidden=128):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv1d(n_in, hidden, 3, padding=1), nn.ReLU(),
-                                  nn.Conv1d(hidden, hidden, 3, padding=1), nn.ReLU())
+        self.conv = nn.Sequential(
+            nn.Conv1d(n_in, hidden, 3, padding=1), nn.ReLU(), nn.Conv1d(hidden, hidden, 3, padding=1), nn.ReLU()
+        )
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(hidden, n_out))
 
     def forward(self, x, mask):
@@ -64,9 +65,19 @@ class SequencePredictor(Predictor):
     """A torch sequence classifier; the epoch with the best validation macro-F1 is kept when
     validation patients are given to `fit`, else the last epoch."""
 
-    def __init__(self, arch: str = "lstm", seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
-                 max_visits: int = 45, device: str = "auto"):
-        super().__init__(seed=seed, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, max_visits=max_visits, device=device)
+    def __init__(
+        self,
+        arch: str = "lstm",
+        seed: int = 0,
+        epochs: int = 30,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        max_visits: int = 45,
+        device: str = "auto",
+    ):
+        super().__init__(
+            seed=seed, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, max_visits=max_visits, device=device
+        )
         self.family = arch
         self.arch, self.epochs, self.batch_size, self.lr, self.max_visits = arch, epochs, batch_size, lr, max_visits
         self.device = pick_device(device)
@@ -118,7 +129,7 @@ class SequencePredictor(Predictor):
     @torch.no_grad()
     def _logits(self, x, mask):
         self.net.eval()
-        return torch.cat([self.net(x[i:i + 256], mask[i:i + 256]) for i in range(0, len(x), 256)])
+        return torch.cat([self.net(x[i : i + 256], mask[i : i + 256]) for i in range(0, len(x), 256)])
 
     def _predict_proba(self, cohort, patient_ids):
         x, mask = self._tensors(cohort, patient_ids)
@@ -126,7 +137,9 @@ class SequencePredictor(Predictor):
 
     def _save_state(self, folder: Path):
         torch.save(self.net.state_dict(), folder / "weights.pt")
-        (folder / "standardizer.json").write_text(json.dumps({**self.standardizer.state(), "n_features": self.n_features}))
+        (folder / "standardizer.json").write_text(
+            json.dumps({**self.standardizer.state(), "n_features": self.n_features})
+        )
 
     def _load_state(self, folder: Path):
         state = json.loads((folder / "standardizer.json").read_text())

@@ -27,14 +27,23 @@ CODE = cache.code_fingerprint(base, lm, lora, rocket, sequence, summary)
 
 
 def f1_scores(y_true, y_pred) -> dict:
-    return {"micro_f1": float(f1_score(y_true, y_pred, average="micro")),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+    return {
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro")),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
 
 
 def fit_cached(family: str, options: dict, seed: int, cohort: Cohort, train_ids: list[str], validation_ids=None):
     """Train (or load from the cache) one predictor; returns it and whether it came from the cache."""
-    key = cache.key_of(family, options, seed, CODE, cache.cohort_fingerprint(cohort, list(train_ids) + list(validation_ids or [])),
-                       sorted(train_ids), sorted(validation_ids or []))
+    key = cache.key_of(
+        family,
+        options,
+        seed,
+        CODE,
+        cache.cohort_fingerprint(cohort, list(train_ids) + list(validation_ids or [])),
+        sorted(train_ids),
+        sorted(validation_ids or []),
+    )
     entry = cache.CacheEntry("predictors", key)
     if entry.ready:
         return load_predictor(entry.path), True
@@ -67,9 +76,17 @@ class StudyResult:
     timings: dict = field(default_factory=dict)
 
 
-def run_study(cohort: Cohort, split: pd.Series, families: dict[str, dict], *, seed: int = 0,
-              eval_patients: dict[str, int | None] | None = None, selection_metric: str = "macro_f1",
-              cross_fit_folds: int = 5, progress=print) -> StudyResult:
+def run_study(
+    cohort: Cohort,
+    split: pd.Series,
+    families: dict[str, dict],
+    *,
+    seed: int = 0,
+    eval_patients: dict[str, int | None] | None = None,
+    selection_metric: str = "macro_f1",
+    cross_fit_folds: int = 5,
+    progress=print,
+) -> StudyResult:
     """Train every family, choose one on validation, predict every patient with it."""
     ids = {s: list(split[split == s].index) for s in ("train", "validation", "test")}
     eval_patients = eval_patients or {}
@@ -77,7 +94,9 @@ def run_study(cohort: Cohort, split: pd.Series, families: dict[str, dict], *, se
     for family, options in families.items():
         start = time.perf_counter()
         uses_validation = family in ("lstm", "cnn", "transformer")
-        predictor, cached = fit_cached(family, options, seed, cohort, ids["train"], ids["validation"] if uses_validation else None)
+        predictor, cached = fit_cached(
+            family, options, seed, cohort, ids["train"], ids["validation"] if uses_validation else None
+        )
         row = {"predictor": family, "cached": cached}
         n = eval_patients.get(family)
         for part in ("validation", "test"):
@@ -90,8 +109,10 @@ def run_study(cohort: Cohort, split: pd.Series, families: dict[str, dict], *, se
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         models[family], keys[family] = predictor, family_key
-        progress(f"{family}: validation macro-F1 {row['validation_macro_f1']:.3f}, test macro-F1 {row['test_macro_f1']:.3f} "
-                 f"({row['seconds']} s{', cached' if cached else ''})")
+        progress(
+            f"{family}: validation macro-F1 {row['validation_macro_f1']:.3f}, test macro-F1 {row['test_macro_f1']:.3f} "
+            f"({row['seconds']} s{', cached' if cached else ''})"
+        )
     table = pd.DataFrame(rows).set_index("predictor")
     # a family scored on a sub-sample cannot be ranked beside the others: the choice is among full-sample rows
     full = table[table["validation_patients"] == table["validation_patients"].max()]
@@ -109,8 +130,14 @@ def run_study(cohort: Cohort, split: pd.Series, families: dict[str, dict], *, se
         train = np.array(ids["train"])
         strat = labels.where(labels.map(labels.value_counts()) >= k, "rare").to_numpy()
         for fold, (fit_idx, out_idx) in enumerate(folds.split(train, strat)):
-            fold_model, _ = fit_cached(chosen, options, seed + fold + 1, cohort, list(train[fit_idx]),
-                                       ids["validation"] if chosen in ("lstm", "cnn", "transformer") else None)
+            fold_model, _ = fit_cached(
+                chosen,
+                options,
+                seed + fold + 1,
+                cohort,
+                list(train[fit_idx]),
+                ids["validation"] if chosen in ("lstm", "cnn", "transformer") else None,
+            )
             fold_key = cache.key_of(chosen, options, seed + fold + 1, CODE, sorted(train[fit_idx]))
             oof.append(predict_cached(fold_model, fold_key, cohort, list(train[out_idx])))
             progress(f"cross-fitting {chosen}: fold {fold + 1}/{k}")
@@ -118,18 +145,33 @@ def run_study(cohort: Cohort, split: pd.Series, families: dict[str, dict], *, se
     proba = proba.reindex(cohort.patients["patient_id"])
     how = pd.Series("held out", index=proba.index)
     how[ids["train"]] = "out of fold"
-    predictions = pd.DataFrame({"split": split.reindex(proba.index), "label": labels_of(cohort, list(proba.index)).to_numpy(),
-                                "predicted": proba.idxmax(axis=1), "confidence": proba.max(axis=1), "how": how})
+    predictions = pd.DataFrame(
+        {
+            "split": split.reindex(proba.index),
+            "label": labels_of(cohort, list(proba.index)).to_numpy(),
+            "predicted": proba.idxmax(axis=1),
+            "confidence": proba.max(axis=1),
+            "how": how,
+        }
+    )
     predictions = pd.concat([predictions, proba.add_prefix("p: ")], axis=1)
     predictions.index.name = "patient_id"
 
     test = predictions[predictions["split"] == "test"]
-    report = classification_report(test["label"], test["predicted"], labels=cohort.labels, output_dict=True, zero_division=0)
-    per_class = pd.DataFrame({l: report[l] for l in cohort.labels}).T.rename(columns={"f1-score": "f1"})
+    report = classification_report(
+        test["label"], test["predicted"], labels=cohort.labels, output_dict=True, zero_division=0
+    )
+    per_class = pd.DataFrame({label: report[label] for label in cohort.labels}).T.rename(columns={"f1-score": "f1"})
     per_class["support"] = per_class["support"].astype(int)
     per_class = per_class.sort_values("f1", ascending=False)
-    cm = pd.DataFrame(confusion_matrix(test["label"], test["predicted"], labels=cohort.labels), index=cohort.labels, columns=cohort.labels)
-    return StudyResult(table=table, chosen=chosen, predictions=predictions, per_class=per_class, confusion=cm, predictor=predictor)
+    cm = pd.DataFrame(
+        confusion_matrix(test["label"], test["predicted"], labels=cohort.labels),
+        index=cohort.labels,
+        columns=cohort.labels,
+    )
+    return StudyResult(
+        table=table, chosen=chosen, predictions=predictions, per_class=per_class, confusion=cm, predictor=predictor
+    )
 
 
 def table_a1(result: StudyResult) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -137,13 +179,21 @@ def table_a1(result: StudyResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows scored on every validation and test patient, and apart from them the rows scored on a
     sub-sample (a CPU budget for the LM row), which are not ranked beside the others."""
     t = result.table
-    out = pd.DataFrame({
-        "micro-F1 (test)": t["test_micro_f1"] * 100, "macro-F1 (test)": t["test_macro_f1"] * 100,
-        "micro-F1 (validation)": t["validation_micro_f1"] * 100, "macro-F1 (validation)": t["validation_macro_f1"] * 100,
-        "validation patients": t["validation_patients"], "test patients": t["test_patients"], "train + predict (s)": t["seconds"],
-    })
+    out = pd.DataFrame(
+        {
+            "micro-F1 (test)": t["test_micro_f1"] * 100,
+            "macro-F1 (test)": t["test_macro_f1"] * 100,
+            "micro-F1 (validation)": t["validation_micro_f1"] * 100,
+            "macro-F1 (validation)": t["validation_macro_f1"] * 100,
+            "validation patients": t["validation_patients"],
+            "test patients": t["test_patients"],
+            "train + predict (s)": t["seconds"],
+        }
+    )
     out["chosen"] = ["yes" if name == result.chosen else "" for name in out.index]
-    full = (t["test_patients"] == t["test_patients"].max()) & (t["validation_patients"] == t["validation_patients"].max())
+    full = (t["test_patients"] == t["test_patients"].max()) & (
+        t["validation_patients"] == t["validation_patients"].max()
+    )
     return out[full].round(2), out[~full].drop(columns="chosen").round(2)
 
 

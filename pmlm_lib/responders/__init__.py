@@ -32,8 +32,18 @@ def _make(spec: dict | str, cache: AnswerCache | None) -> Responder:
         from .openai_compat import OpenAICompatibleResponder
 
         return OpenAICompatibleResponder(cache=cache, **{k: v for k, v in spec.items() if k != "backend"})
-    raise ValueError(f"unknown responder {spec!r}: use 'bundled' or a dict with backend llamacpp, transformers or openai")
+    raise ValueError(
+        f"unknown responder {spec!r}: use 'bundled' or a dict with backend llamacpp, transformers or openai"
+    )
 
 
-__all__ = ["AnswerCache", "Decoding", "RawDataRefused", "RawValueGuard", "Responder", "contains_raw_values", "is_local_url",
-           "make_responder"]
+__all__ = [
+    "AnswerCache",
+    "Decoding",
+    "RawDataRefused",
+    "RawValueGuard",
+    "Responder",
+    "contains_raw_values",
+    "is_local_url",
+    "make_responder",
+]

@@ -81,8 +81,9 @@ class RawValueGuard:
                 if form.strip():
                     self.names.add(form.strip())
         words = sorted(self.names, key=len, reverse=True)
-        self._value = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(w) for w in words) + r")" + _NUMBER + r"(?![\w])",
-                                 re.IGNORECASE)
+        self._value = re.compile(
+            r"(?<![\w])(?:" + "|".join(re.escape(w) for w in words) + r")" + _NUMBER + r"(?![\w])", re.IGNORECASE
+        )
         return self
 
     def __call__(self, prompt: str) -> bool:
@@ -127,8 +128,10 @@ class AnswerCache:
             db.execute("PRAGMA journal_mode=WAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("the integrity check failed")
-            db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, identity TEXT, prompt TEXT, "
-                       "decoding TEXT, answer TEXT, seconds REAL, created REAL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, identity TEXT, prompt TEXT, "
+                "decoding TEXT, answer TEXT, seconds REAL, created REAL)"
+            )
             db.commit()
             return db
         except sqlite3.DatabaseError as exc:
@@ -147,12 +150,18 @@ class AnswerCache:
     def _memory(self, why: str) -> sqlite3.Connection:
         import warnings
 
-        warnings.warn(f"{why}: this run's answers are kept in memory and lost when it ends; set PMLM_CACHE to a "
-                      "writable folder to keep them", CacheWarning, stacklevel=3)
+        warnings.warn(
+            f"{why}: this run's answers are kept in memory and lost when it ends; set PMLM_CACHE to a "
+            "writable folder to keep them",
+            CacheWarning,
+            stacklevel=3,
+        )
         self.in_memory = True
         db = sqlite3.connect(":memory:", check_same_thread=False)
-        db.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, identity TEXT, prompt TEXT, decoding TEXT, answer TEXT, "
-                   "seconds REAL, created REAL)")
+        db.execute(
+            "CREATE TABLE answers (key TEXT PRIMARY KEY, identity TEXT, prompt TEXT, decoding TEXT, answer TEXT, "
+            "seconds REAL, created REAL)"
+        )
         return db
 
     def _move_aside(self, exc: Exception) -> None:
@@ -163,8 +172,12 @@ class AnswerCache:
             part = Path(str(self.path) + suffix)
             if part.exists():
                 part.replace(Path(str(aside) + suffix))
-        warnings.warn(f"the answer cache {self.path} is damaged ({exc}); it was moved to {aside} and a fresh cache started: "
-                      "answers not found there will be generated again", CacheWarning, stacklevel=4)
+        warnings.warn(
+            f"the answer cache {self.path} is damaged ({exc}); it was moved to {aside} and a fresh cache started: "
+            "answers not found there will be generated again",
+            CacheWarning,
+            stacklevel=4,
+        )
 
     def _run(self, work):
         """One database operation; a file damaged while in use is moved aside once and the operation retried."""
@@ -191,7 +204,7 @@ class AnswerCache:
         def work(db):
             out = {}
             for start in range(0, len(keys), 500):
-                part = keys[start:start + 500]
+                part = keys[start : start + 500]
                 rows = db.execute(f"SELECT key, answer FROM answers WHERE key IN ({','.join('?' * len(part))})", part)
                 out.update(dict(rows.fetchall()))
             return out
@@ -200,9 +213,18 @@ class AnswerCache:
 
     def put(self, key: str, identity: dict, prompt: str, decoding: Decoding, answer: str, seconds: float) -> None:
         def work(db):
-            db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (key, json.dumps(identity, sort_keys=True), prompt, json.dumps(decoding.as_dict()), answer, seconds,
-                        time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    json.dumps(identity, sort_keys=True),
+                    prompt,
+                    json.dumps(decoding.as_dict()),
+                    answer,
+                    seconds,
+                    time.time(),
+                ),
+            )
             db.commit()
 
         self._run(work)
@@ -214,18 +236,34 @@ class AnswerCache:
 ANSWER_LOG_ENV = "PMLM_ANSWER_LOG"  # set by `pmlm report` for each notebook: logs/NN_name.answers.jsonl
 
 
-def log_answers(identity: dict, decoding: Decoding, keys: list[str], from_cache: int, generated: int, tokens: dict,
-                wall_seconds: float) -> None:
+def log_answers(
+    identity: dict,
+    decoding: Decoding,
+    keys: list[str],
+    from_cache: int,
+    generated: int,
+    tokens: dict,
+    wall_seconds: float,
+) -> None:
     """One line per answer call in the notebook's answer log (when the pipeline set one): what was asked,
     what came from the cache, the tokens generated and the wall time. `pmlm plan` reads these back: the
     counts and rates of earlier runs on this machine."""
     path = os.environ.get(ANSWER_LOG_ENV)
     if not path:
         return
-    row = {"backend": identity.get("backend"), "model": identity.get("model"), "max_tokens": decoding.max_tokens,
-           "temperature": decoding.temperature, "requested": len(keys), "from_cache": from_cache, "generated": generated,
-           "prompt_tokens": tokens["prompt"], "answer_tokens": tokens["answer"], "wall_seconds": round(wall_seconds, 3),
-           "keys": sorted(set(keys))}
+    row = {
+        "backend": identity.get("backend"),
+        "model": identity.get("model"),
+        "max_tokens": decoding.max_tokens,
+        "temperature": decoding.temperature,
+        "requested": len(keys),
+        "from_cache": from_cache,
+        "generated": generated,
+        "prompt_tokens": tokens["prompt"],
+        "answer_tokens": tokens["answer"],
+        "wall_seconds": round(wall_seconds, 3),
+        "keys": sorted(set(keys)),
+    }
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 
@@ -238,7 +276,9 @@ class Responder(ABC):
     def __init__(self, cache: AnswerCache | None = None, allow_raw_data: bool = False, use_cache: bool = True):
         self.cache = (cache if cache is not None else AnswerCache()) if use_cache else None
         self.allow_raw_data = allow_raw_data
-        self.guard = RawValueGuard()  # what counts as a raw value; `guard.extend(cohort.indicators)` adds a cohort's names
+        self.guard = (
+            RawValueGuard()
+        )  # what counts as a raw value; `guard.extend(cohort.indicators)` adds a cohort's names
         self.stats = {"answered": 0, "from_cache": 0, "seconds_generating": 0.0, "empty_not_cached": 0}
 
     @property
@@ -251,19 +291,24 @@ class Responder(ABC):
         """Answer the prompts, calling on_answer(index, text, seconds[, (prompt_tokens, answer_tokens)]) as
         each finishes; `groups` may be used to keep a group's prompts together (or ignored)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a no-op by design: backends with nothing to release inherit it)
         """Release the model or connections (a no-op where there is nothing to release)."""
 
-    def answer(self, prompts: list[str], decoding: Decoding = Decoding(), progress: bool = False, groups: list | None = None) -> list[str]:
+    def answer(
+        self, prompts: list[str], decoding: Decoding = Decoding(), progress: bool = False, groups: list | None = None
+    ) -> list[str]:
         """Answers in the prompts' order. `groups` (a key per prompt, such as the patient) lets a backend
         answer a group's prompts one after another on one slot (llama.cpp then reuses their shared prefix)."""
         if self.remote and not self.allow_raw_data:
             raw = [i for i, p in enumerate(prompts) if self.guard(p)]
             if raw:
                 raise RawDataRefused(
-                    f"{len(raw)} prompt(s) (the first at position {raw[0]}) carry raw examination values and would be sent "
-                    f"to the remote endpoint {self.identity.get('base_url', '')}; pass allow_raw_data=True (responder option) "
-                    "only if sending patient data there is allowed")
+                    f"{len(raw)} prompt(s) (the first at position {raw[0]}) carry raw examination values and would be "
+                    "sent "
+                    f"to the remote endpoint {self.identity.get('base_url', '')}; pass allow_raw_data=True (responder "
+                    "option) "
+                    "only if sending patient data there is allowed"
+                )
         identity = self.identity
         keys = [AnswerCache.key(identity, p, decoding) for p in prompts]
         known = self.cache.get_many(keys) if self.cache is not None else {}
@@ -289,7 +334,9 @@ class Responder(ABC):
 
             def on_answer(j: int, text: str | None, seconds: float, used: tuple[int, int] | None = None) -> None:
                 i = order[j]
-                if not (text or "").strip():  # an empty answer is used this time but never cached: a later run asks again
+                if not (
+                    text or ""
+                ).strip():  # an empty answer is used this time but never cached: a later run asks again
                     text = ""
                     self.stats["empty_not_cached"] += 1
                 elif self.cache is not None:
@@ -305,12 +352,24 @@ class Responder(ABC):
                     bar.update(1)
 
             try:
-                self._generate([prompts[i] for i in order], decoding, on_answer,
-                               groups=[groups[i] for i in order] if groups is not None else None)
+                self._generate(
+                    [prompts[i] for i in order],
+                    decoding,
+                    on_answer,
+                    groups=[groups[i] for i in order] if groups is not None else None,
+                )
             finally:
                 if bar is not None:
                     bar.close()
-                log_answers(identity, decoding, keys, len(prompts) - len(todo), len(order), tokens, time.perf_counter() - started)
+                log_answers(
+                    identity,
+                    decoding,
+                    keys,
+                    len(prompts) - len(todo),
+                    len(order),
+                    tokens,
+                    time.perf_counter() - started,
+                )
         missing = [i for i, a in enumerate(answers) if a is None]
         if missing:
             raise RuntimeError(f"{len(missing)} prompt(s) got no answer from {identity.get('backend')}")

@@ -28,14 +28,28 @@ from .base import Decoding, Responder, run_parallel
 
 
 class LlamaCppResponder(Responder):
-    def __init__(self, model: str = "bundled", n_parallel: int = 4, ctx_per_slot: int = 2048, threads: int | None = None,
-                 lora: str | None = None, cache=None, use_cache: bool = True, allow_raw_data: bool = False, verbose: bool = False,
-                 cache_prompt: bool = True, cache_ram_mib: int | None = None, in_process: bool = False):
+    def __init__(
+        self,
+        model: str = "bundled",
+        n_parallel: int = 4,
+        ctx_per_slot: int = 2048,
+        threads: int | None = None,
+        lora: str | None = None,
+        cache=None,
+        use_cache: bool = True,
+        allow_raw_data: bool = False,
+        verbose: bool = False,
+        cache_prompt: bool = True,
+        cache_ram_mib: int | None = None,
+        in_process: bool = False,
+    ):
         super().__init__(cache=cache, use_cache=use_cache, allow_raw_data=allow_raw_data)
         bundled = {"bundled": smollm2_q8_gguf_path, "bundled-q4_1": smollm2_gguf_path}
         self.model_path = bundled[model]() if model in bundled else Path(model).expanduser()
         if not self.model_path.exists():
-            raise FileNotFoundError(f"GGUF model {self.model_path} not found: pass 'bundled', 'bundled-q4_1' or the path of a .gguf file")
+            raise FileNotFoundError(
+                f"GGUF model {self.model_path} not found: pass 'bundled', 'bundled-q4_1' or the path of a .gguf file"
+            )
         self.n_parallel, self.ctx_per_slot = n_parallel, ctx_per_slot
         self.threads = threads or min(os.cpu_count() or 2, 8)
         self.verbose = verbose
@@ -45,7 +59,11 @@ class LlamaCppResponder(Responder):
         self.in_process = in_process  # True: the server in this process (measured slower beside PyTorch; see above)
         self._server = None
         self._address = ""
-        self._identity = {"backend": "llama.cpp", "model": self.model_path.name, "sha256": file_sha256(self.model_path)[:16]}
+        self._identity = {
+            "backend": "llama.cpp",
+            "model": self.model_path.name,
+            "sha256": file_sha256(self.model_path)[:16],
+        }
         self.lora = Path(lora).expanduser() if lora else None  # a llama.cpp LoRA adapter GGUF applied on top
         if self.lora is not None:
             if not self.lora.exists():
@@ -58,9 +76,15 @@ class LlamaCppResponder(Responder):
         return self._identity
 
     def _params(self) -> dict:
-        return {"model": str(self.model_path), "n_parallel": self.n_parallel, "n_ctx": self.ctx_per_slot * self.n_parallel,
-                "lora": str(self.lora) if self.lora is not None else None, "cache_ram_mib": self.cache_ram_mib,
-                "threads": self.threads, "verbose": self.verbose}
+        return {
+            "model": str(self.model_path),
+            "n_parallel": self.n_parallel,
+            "n_ctx": self.ctx_per_slot * self.n_parallel,
+            "lora": str(self.lora) if self.lora is not None else None,
+            "cache_ram_mib": self.cache_ram_mib,
+            "threads": self.threads,
+            "verbose": self.verbose,
+        }
 
     @property
     def base_url(self) -> str:
@@ -70,27 +94,44 @@ class LlamaCppResponder(Responder):
                 self._server = start_server(self._params())
                 self._address = self._server.listening_address
             else:
-                self._server = subprocess.Popen([sys.executable, "-m", "pmlm_lib.responders.llamacpp", json.dumps(self._params())],
-                                                stdout=subprocess.PIPE, stderr=None if self.verbose else subprocess.DEVNULL,
-                                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                self._server = subprocess.Popen(
+                    [sys.executable, "-m", "pmlm_lib.responders.llamacpp", json.dumps(self._params())],
+                    stdout=subprocess.PIPE,
+                    stderr=None if self.verbose else subprocess.DEVNULL,
+                    text=True,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                )
                 self._address = self._server.stdout.readline().strip()
                 if not self._address.startswith("http"):
                     code = self._server.wait(timeout=10)
                     self._server = None
-                    raise RuntimeError(f"the llama.cpp server for {self.model_path.name} did not start (exit code {code}); "
-                                       "run with verbose=True to see its messages")
+                    raise RuntimeError(
+                        f"the llama.cpp server for {self.model_path.name} did not start (exit code {code}); "
+                        "run with verbose=True to see its messages"
+                    )
         return self._address
 
+    def start(self) -> str:
+        """Start the server (once) and return its address."""
+        return self.base_url
+
     def chat(self, prompt: str, decoding: Decoding) -> dict:
-        request = {"messages": [{"role": "user", "content": prompt}], "max_tokens": decoding.max_tokens,
-                   "temperature": decoding.temperature, "top_p": decoding.top_p, "seed": decoding.seed,
-                   "cache_prompt": self.cache_prompt}
+        request = {
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": decoding.max_tokens,
+            "temperature": decoding.temperature,
+            "top_p": decoding.top_p,
+            "seed": decoding.seed,
+            "cache_prompt": self.cache_prompt,
+        }
         if self.in_process:
-            self.base_url
+            self.start()
             result = self._server.handle_chat_completions(request)
         else:
             body = json.dumps(request).encode("utf-8")
-            http = urllib.request.Request(self.base_url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+            http = urllib.request.Request(
+                self.base_url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+            )
             try:
                 with urllib.request.urlopen(http, timeout=600) as response:
                     result = json.loads(response.read())
@@ -101,7 +142,7 @@ class LlamaCppResponder(Responder):
         return result
 
     def _generate(self, prompts: list[str], decoding: Decoding, on_answer, groups: list | None = None) -> None:
-        self.base_url  # start it before the threads do
+        self.start()  # before the threads do
 
         def one(j: int):
             start = time.perf_counter()

@@ -13,8 +13,15 @@ from .base import Decoding, Responder
 
 
 class TransformersResponder(Responder):
-    def __init__(self, model: str = "bundled", batch_size: int = 8, device: str = "auto", cache=None, use_cache: bool = True,
-                 allow_raw_data: bool = False):
+    def __init__(
+        self,
+        model: str = "bundled",
+        batch_size: int = 8,
+        device: str = "auto",
+        cache=None,
+        use_cache: bool = True,
+        allow_raw_data: bool = False,
+    ):
         super().__init__(cache=cache, use_cache=use_cache, allow_raw_data=allow_raw_data)
         self.path = smollm2_transformers_path() if model == "bundled" else Path(model).expanduser()
         if not (self.path / "config.json").exists():
@@ -43,16 +50,24 @@ class TransformersResponder(Responder):
         torch.manual_seed(decoding.seed)
         sample = decoding.temperature > 0
         for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start:start + self.batch_size]
-            texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-                     for p in batch]
+            batch = prompts[start : start + self.batch_size]
+            texts = [
+                tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+                for p in batch
+            ]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             t0 = time.perf_counter()
-            out = model.generate(**enc, max_new_tokens=decoding.max_tokens, do_sample=sample,
-                                 temperature=decoding.temperature if sample else None,
-                                 top_p=decoding.top_p if sample else None, top_k=None, pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                **enc,
+                max_new_tokens=decoding.max_tokens,
+                do_sample=sample,
+                temperature=decoding.temperature if sample else None,
+                top_p=decoding.top_p if sample else None,
+                top_k=None,
+                pad_token_id=tok.pad_token_id,
+            )
             seconds = (time.perf_counter() - t0) / len(batch)
-            for j, row in enumerate(out[:, enc["input_ids"].shape[1]:]):
+            for j, row in enumerate(out[:, enc["input_ids"].shape[1] :]):
                 on_answer(start + j, tok.decode(row, skip_special_tokens=True).strip(), seconds)
 
     def close(self) -> None:

@@ -71,9 +71,21 @@ def _retry_after(value: str | None, cap: float) -> float | None:
 class OpenAICompatibleResponder(Responder):
     remote = True
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 90.0,
-                 max_retries: int = 3, backoff: float = 1.0, max_retry_after: float = 60.0, concurrency: int = 4, cache=None,
-                 use_cache: bool = True, allow_raw_data: bool = False, local: bool | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 90.0,
+        max_retries: int = 3,
+        backoff: float = 1.0,
+        max_retry_after: float = 60.0,
+        concurrency: int = 4,
+        cache=None,
+        use_cache: bool = True,
+        allow_raw_data: bool = False,
+        local: bool | None = None,
+    ):
         super().__init__(cache=cache, use_cache=use_cache, allow_raw_data=allow_raw_data)
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
@@ -92,7 +104,9 @@ class OpenAICompatibleResponder(Responder):
         return {"backend": "openai-compatible", "base_url": self.base_url, "model": self.model}
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleResponder(base_url={self.base_url!r}, model={self.model!r}, key from ${self.api_key_env})"
+        return (
+            f"OpenAICompatibleResponder(base_url={self.base_url!r}, model={self.model!r}, key from ${self.api_key_env})"
+        )
 
     def _key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -149,10 +163,14 @@ class OpenAICompatibleResponder(Responder):
     def _content(self, status: int, headers: dict, payload: bytes) -> str:
         text = payload.decode("utf-8", "replace")
         if status in RETRYABLE:
-            raise _Transient(f"HTTP {status}: {text[:200]}", _retry_after(headers.get("retry-after"), self.max_retry_after))
+            raise _Transient(
+                f"HTTP {status}: {text[:200]}", _retry_after(headers.get("retry-after"), self.max_retry_after)
+            )
         if status >= 400:
-            raise EndpointError(f"{self._url()} refused the request with HTTP {status}: {redact(text[:300], self._key())} "
-                                f"(check the model name {self.model!r} and the key in ${self.api_key_env})")
+            raise EndpointError(
+                f"{self._url()} refused the request with HTTP {status}: {redact(text[:300], self._key())} "
+                f"(check the model name {self.model!r} and the key in ${self.api_key_env})"
+            )
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
@@ -170,9 +188,16 @@ class OpenAICompatibleResponder(Responder):
         return content
 
     def chat(self, prompt: str, decoding: Decoding) -> str:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "max_tokens": decoding.max_tokens, "temperature": decoding.temperature,
-                           "top_p": decoding.top_p, "seed": decoding.seed}).encode("utf-8")
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": decoding.max_tokens,
+                "temperature": decoding.temperature,
+                "top_p": decoding.top_p,
+                "seed": decoding.seed,
+            }
+        ).encode("utf-8")
         last, deadlines = "", 0
         for attempt in range(self.max_retries + 1):
             self.requests_sent += 1
@@ -183,9 +208,11 @@ class OpenAICompatibleResponder(Responder):
                 deadlines += transient.deadline
                 if attempt == self.max_retries or deadlines > 1:  # a server that hangs twice will hang again
                     break
-                time.sleep(transient.wait if transient.wait is not None else self.backoff * 2 ** attempt)
-        raise EndpointError(f"{self._url()} gave no usable answer after {attempt + 1} attempt(s) (last: "
-                            f"{redact(last, self._key())}); check that the server runs, the base URL and the model name")
+                time.sleep(transient.wait if transient.wait is not None else self.backoff * 2**attempt)
+        raise EndpointError(
+            f"{self._url()} gave no usable answer after {attempt + 1} attempt(s) (last: "
+            f"{redact(last, self._key())}); check that the server runs, the base URL and the model name"
+        )
 
     def _generate(self, prompts: list[str], decoding: Decoding, on_answer, groups: list | None = None) -> None:
         def one(j):
