@@ -95,7 +95,7 @@ def workloads(patients: int = 24, eval_patients: int = 8, seed: int = 5) -> dict
     from .synthetic import generate
 
     cohort = generate(n_patients=patients + eval_patients, seed=seed)
-    labels = cohort.patients.set_index("patient_id")["label"]
+    labels = cohort.by_patient("label")
     ids = list(labels.index)
     rng = np.random.default_rng(seed)
 

@@ -59,10 +59,10 @@ class CaseData:
 
     @property
     def labels(self) -> pd.Series:
-        return self.cohort.patients.set_index("patient_id")["label"]
+        return self.cohort.by_patient("label")
 
     def reply(self, pid: str) -> str:
-        return str(self.cohort.patients.set_index("patient_id").loc[pid, "reference_reply"])
+        return str(self.cohort.by_patient("reference_reply")[pid])
 
     def patients(self) -> list[str]:
         """Every test patient the policy edited (prediction, peers and marked prompt for all)."""

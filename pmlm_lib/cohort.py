@@ -538,8 +538,12 @@ class Cohort:
             raise KeyError(f"patient {patient_id!r} is not in cohort '{self.name}'")
         return rows.reset_index(drop=True)
 
+    def by_patient(self, column: str) -> pd.Series:
+        """One column of the patients table (label, reference_reply, admission_date), indexed by patient id."""
+        return self.patients.set_index("patient_id")[column]
+
     def label_of(self, patient_id: str) -> str:
-        return self.patients.set_index("patient_id").at[patient_id, "label"]
+        return self.by_patient("label")[patient_id]
 
     def subset(self, patient_ids) -> Cohort:
         keep = set(patient_ids)

@@ -8,12 +8,11 @@ words, so that no word is silently cut off. The most recent `memory` states are 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 
 from .models import device as pick_device
 from .models import minilm_path
+from .recent import Recent
 
 
 class WordEmbedder:
@@ -26,8 +25,7 @@ class WordEmbedder:
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         self.dim = self.model.config.hidden_size
         self.max_tokens = max_tokens
-        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._capacity = memory
+        self._memory = Recent(memory)
         self.encoded = 0  # windows actually run through the encoder
 
     def _windows(self, words: list[str]) -> list[list[str]]:
@@ -74,8 +72,7 @@ class WordEmbedder:
         for i, words in enumerate(prompts_words):
             key = "\u241f".join(words)
             if key in self._memory:
-                self._memory.move_to_end(key)
-                results[i] = self._memory[key]
+                results[i] = self._memory.get(key)
             else:
                 todo.setdefault(key, []).append(i)
         jobs = []  # (key, window index, words)
@@ -90,9 +87,7 @@ class WordEmbedder:
                 pieces[key].append(vec)
         for key, idxs in todo.items():
             full = torch.cat(pieces[key]) if pieces[key] else torch.zeros(0, self.dim)
-            self._memory[key] = full
-            if len(self._memory) > self._capacity:
-                self._memory.popitem(last=False)
+            self._memory.put(key, full)
             for i in idxs:
                 results[i] = full
         return results  # type: ignore[return-value]

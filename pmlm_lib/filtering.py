@@ -111,7 +111,7 @@ def select_labels(cohort: Cohort, min_patients: int, log: FilterLog) -> Cohort:
 
 def split_by_date(cohort: Cohort, train_end: str, validation_end: str) -> pd.Series:
     """train: admitted on or before train_end; validation: up to validation_end; test: after."""
-    adm = cohort.patients.set_index("patient_id")["admission_date"]
+    adm = cohort.by_patient("admission_date")
     split = np.where(
         adm <= pd.Timestamp(train_end), "train", np.where(adm <= pd.Timestamp(validation_end), "validation", "test")
     )

@@ -66,11 +66,11 @@ class RunInputs:
     # ---- views ----------------------------------------------------------------------------------
     @property
     def labels(self) -> pd.Series:
-        return self.cohort.patients.set_index("patient_id")["label"]
+        return self.cohort.by_patient("label")
 
     @property
     def replies(self) -> pd.Series:
-        return self.cohort.patients.set_index("patient_id")["reference_reply"]
+        return self.cohort.by_patient("reference_reply")
 
     def ids(self, part: str) -> list[str]:
         """The patients of one split ("train", "validation" or "test")."""

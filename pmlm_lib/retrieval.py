@@ -199,7 +199,7 @@ def build_representations(
     reps = [Representation("raw standardized x'", ids, x)]
     position = {p: i for i, p in enumerate(ids)}
     train_rows = np.array([position[p] for p in train])
-    labels = cohort.patients.set_index("patient_id").loc[train, "label"].to_numpy()
+    labels = cohort.by_patient("label").loc[train].to_numpy()
     encoders, losses = {}, {}
     for mode in modes:
         torch.manual_seed(seed)
@@ -215,14 +215,14 @@ def peer_table(rep: Representation, cohort: Cohort, split: pd.Series, k: int) ->
     train = split[split == "train"].index
     position = {p: i for i, p in enumerate(rep.ids)}
     train_idx = np.array([position[p] for p in train])
-    labels = cohort.patients.set_index("patient_id")["label"]
+    labels = cohort.by_patient("label")
     index = PeerIndex(np.asarray(train), rep.vectors[train_idx], labels.loc[train].to_numpy())
     return index.search(rep.ids, rep.vectors, k)
 
 
 def agreement_table(reps: list[Representation], cohort: Cohort, split: pd.Series, ks) -> pd.DataFrame:
     """Label agreement at each k for every representation, on validation and test patients, with chance."""
-    labels = cohort.patients.set_index("patient_id")["label"]
+    labels = cohort.by_patient("label")
     held_out = set(split[split != "train"].index)
     rows = {}
     for rep in reps:

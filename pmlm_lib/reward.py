@@ -14,7 +14,7 @@ the figures are bert-score's (a test checks them against `bert_score.score`).
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 
 from .models import device as pick_device
 from .models import minilm_path
+from .recent import Recent
 from .timing import Timer
 
 METRICS = {"precision": 0, "recall": 1, "f1": 2}
@@ -56,8 +57,7 @@ class BERTScoreReward:
         self._idf = defaultdict(lambda: 1.0)
         self._idf[self.scorer._tokenizer.sep_token_id] = 0
         self._idf[self.scorer._tokenizer.cls_token_id] = 0
-        self._memory: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._capacity = memory
+        self._memory = Recent(memory)
         self.encoded = 0  # texts actually run through the encoder
 
     @property
@@ -66,11 +66,16 @@ class BERTScoreReward:
         return self.scorer.hash.split("/")[-1]
 
     def _embeddings(self, texts: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        # bert-score's internals (`_model`, `_tokenizer`, `get_bert_embedding`, `greedy_cos_idf`) are used so
+        # that each text is encoded once; they are safe because bert-score is pinned (bert-score==0.3.13 in
+        # pyproject.toml) and tests/test_refine.py::test_reward_matches_bert_score_and_guards_empty_answers
+        # checks the figures against bert_score.score itself.
         from bert_score.utils import get_bert_embedding
 
         scorer = self.scorer
         wanted = list(dict.fromkeys(texts))
-        todo = sorted((t for t in wanted if t not in self._memory), key=lambda t: len(t.split(" ")), reverse=True)
+        found = {t: self._memory.get(t) for t in wanted if t in self._memory}
+        todo = sorted((t for t in wanted if t not in found), key=lambda t: len(t.split(" ")), reverse=True)
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start : start + self.batch_size]
             embs, masks, idf = get_bert_embedding(
@@ -78,14 +83,9 @@ class BERTScoreReward:
             )
             for i, text in enumerate(batch):
                 n = int(masks[i].sum())
-                self._memory[text] = (embs[i, :n].cpu(), idf[i, :n].cpu())
+                found[text] = (embs[i, :n].cpu(), idf[i, :n].cpu())
+                self._memory.put(text, found[text])
             self.encoded += len(batch)
-        found = {}
-        for text in wanted:
-            self._memory.move_to_end(text)
-            found[text] = self._memory[text]
-        while len(self._memory) > max(self._capacity, len(wanted)):
-            self._memory.popitem(last=False)
         return found
 
     @torch.no_grad()

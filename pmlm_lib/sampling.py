@@ -11,7 +11,7 @@ from .cohort import Cohort
 
 def labels_of(cohort: Cohort, patient_ids: list[str]):
     """The patients' labels, in the order of patient_ids."""
-    return cohort.patients.set_index("patient_id").loc[list(patient_ids), "label"]
+    return cohort.by_patient("label").loc[list(patient_ids)]
 
 
 def stratified_sample(cohort: Cohort, patient_ids: list[str], n: int | None, seed: int) -> list[str]:

@@ -387,3 +387,61 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
     assert received and not any(guard(json.loads(body)["messages"][0]["content"]) for body in received)
     server.close()
     faulty.shutdown()
+
+
+# ---- recorded results: the smoke run's deterministic figures, pinned ---------------------------------------
+PINNED = __import__("pathlib").Path(__file__).parent / "pinned" / "smoke.json"
+
+
+def recorded_results(run_dir) -> dict:
+    """The figures of a smoke run that do not depend on timing: what a change to the method would move."""
+    from pmlm_lib.plan import actual
+
+    data = json.loads((run_dir / "results" / "data_filtering.json").read_text())
+    study = json.loads((run_dir / "results" / "predictor_study.json").read_text())
+    chosen = next(row for row in study["table"] if row["predictor"] == study["chosen"])
+    peers = json.loads((run_dir / "results" / "peer_retrieval.json").read_text())
+    agreement = peers["agreement"][f"encoder ({peers['encoder_mode']})"]["k=10"]
+    chance = peers["agreement"]["chance (random training patients)"]["k=10"]
+    asked = actual(run_dir)
+    return {
+        "01 patients": data["summary"]["patients"],
+        "01 records": data["summary"]["records"],
+        "01 indicators": data["summary"]["indicators"],
+        "01 labels": data["summary"]["labels"],
+        **{f"01 {split} patients": n for split, n in sorted(data["split_counts"].items())},
+        "02 chosen predictor": study["chosen"],
+        "02 chosen validation macro-F1": round(chosen["macro-F1 (validation)"], 2),
+        "03 peer agreement at k=10 over chance": round(agreement - chance, 3),
+        **{f"{nb[:2]} answers requested": asked[nb]["requested"] for nb in sorted(asked)},
+    }
+
+
+TOLERANCE = {"02 chosen validation macro-F1": 2.0, "03 peer agreement at k=10 over chance": 0.02}
+
+
+def test_the_smoke_runs_recorded_results_have_not_moved(smoke_run):
+    """Pinned figures of the smoke run (tests/pinned/smoke.json): a change that moves one fails here, naming it.
+    After an intended change, write the new figures with: python tests/test_pipeline.py reports/<smoke run>."""
+    _, run_dir, _ = smoke_run
+    pinned, now = json.loads(PINNED.read_text()), recorded_results(run_dir)
+    moved = [
+        f"{name}: pinned {pinned[name]!r}, now {now.get(name)!r}"
+        for name in pinned
+        if not (
+            now.get(name) == pinned[name]
+            or (name in TOLERANCE and now.get(name) is not None and abs(now[name] - pinned[name]) <= TOLERANCE[name])
+        )
+    ]
+    assert not moved, "recorded results moved:\n" + "\n".join(moved)
+    assert (
+        now["03 peer agreement at k=10 over chance"] > 0
+    )  # peers share the patient's condition more often than chance
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    PINNED.write_text(json.dumps(recorded_results(Path(sys.argv[1])), indent=1) + "\n")
+    print(PINNED.read_text())
