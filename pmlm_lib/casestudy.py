@@ -15,18 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import edits, plots
+from .indicators import SALIENT
 from .metrics import COLUMNS
 
-TRAJECTORY_INDICATORS = [
-    "hemoglobin",
-    "platelet_count",
-    "wbc",
-    "neutrophil_ratio",
-    "mcv",
-    "alt",
-    "total_bile_acid",
-    "albumin",
-]
+TRAJECTORY_INDICATORS = SALIENT[:8]  # the panels of the case view
 
 
 @dataclass

@@ -118,6 +118,22 @@ ABBREVIATIONS = {
 }
 INDICATOR_NAMES = [ind.name for ind in INDICATORS]
 
+# Indicators a clinician comments on in advice to a patient (the others are read by the lab), most
+# telling first: the doctors' replies mention them, and the case study plots them.
+SALIENT = (
+    "hemoglobin",
+    "platelet_count",
+    "wbc",
+    "neutrophil_ratio",
+    "mcv",
+    "alt",
+    "total_bile_acid",
+    "albumin",
+    "total_bilirubin",
+    "prealbumin",
+    "alp",
+)
+
 # What a measurement can physically be, in the catalogue's units (wide on purpose: a sick patient's
 # value is plausible; a typing error, a unit mix-up or a sentinel such as 99999 is not). Used by the
 # data-quality checks of a cohort whose units are the catalogue's (or not declared); a hospital adds

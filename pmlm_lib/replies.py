@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .indicators import INDICATOR_BY_NAME, trimester_of_week
+from .indicators import INDICATOR_BY_NAME, SALIENT, trimester_of_week
 
 OPENINGS = {
     "normal": [
@@ -188,22 +188,6 @@ class Finding:
     indicator: str
     direction: str  # "low", "high" or "falling"
     text: str
-
-
-# Indicators a clinician comments on in advice to a patient (the others are read by the lab).
-SALIENT = (
-    "hemoglobin",
-    "platelet_count",
-    "wbc",
-    "neutrophil_ratio",
-    "mcv",
-    "alt",
-    "total_bile_acid",
-    "albumin",
-    "total_bilirubin",
-    "prealbumin",
-    "alp",
-)
 
 
 def notable_findings(history, max_findings: int = 3, margin: float = 0.05) -> list[Finding]:

@@ -294,11 +294,15 @@ def test_a_hospital_export_runs_as_it_comes(tmp_path):
 
 
 def _smoke_sized() -> dict:
-    """The smoke profile's sizes, written over the default profile by a profile file."""
+    """The smoke profile's sizes, written over the default profile by a profile file; the parts the smoke
+    run already covers (the LM predictor, the fine-tuned LM, the oracle, a second sampled seed) left out."""
     from pmlm_lib.pipeline import load_profile
 
     smoke = load_profile("smoke")["parameters"]
-    return {nb: {k: v for k, v in values.items() if k != "data_source"} for nb, values in smoke.items()}
+    sized = {nb: {k: v for k, v in values.items() if k != "data_source"} for nb, values in smoke.items()}
+    sized["02_predictor_study"]["predictors"] = ["lstm", "summary_gbm"]
+    sized["05_evaluation"].update({"finetune_patients": 0, "greedy_patients": 0, "sampled_seeds": [0]})
+    return sized
 
 
 def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_on_the_machine(
