@@ -27,7 +27,7 @@ test-fast: lint  ## lint and unit tests only
 lab: setup  ## JupyterLab on notebooks/, reading the newest complete run (reports/latest; a smoke run first if there is none)
 	@[ -e reports/latest ] || { echo "No report yet: running the smoke profile first (a few minutes) so that the notebooks have a run to read." >&2; \
 	  $(PY) -m pmlm_lib.cli report --profile smoke; }
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 strip: setup  ## remove outputs from stored notebooks (keeps tags such as `parameters`)
 	$(PY) -m pmlm_lib.notebook_hygiene --strip notebooks/*.ipynb

@@ -518,6 +518,7 @@ def run_bench(
         "retrieval": retrieval,
         "bertscore": bertscore,
         "report": lambda: report(profile, reports_dir),
+        "devices": devices_side_by_side,
     }
     for part in parts:
         if part not in steps:

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--parts",
         default="responders,retrieval,bertscore,report",
-        help="comma-separated: responders, retrieval, bertscore, report (the report runs twice: about 40 minutes)",
+        help="comma-separated: responders, retrieval, bertscore, report (the report from empty caches, then again "
+        "from the caches it filled: about 25 minutes here), devices (a GPU beside the CPU)",
     )
     bench.add_argument("--profile", default="default", help="profile of the report part")
 

@@ -40,11 +40,11 @@ def test_every_model_holder_puts_its_model_on_the_given_device(tmp_path):
     assert len(losses) == 2 and next(encoder.parameters()).device.type == "cpu"
 
 
-def test_the_gpu_measurement_runs_its_code_path_on_the_cpu():
+def test_the_gpu_measurement_runs_its_code_path_on_the_cpu(tmp_path):
     """`pmlm bench --parts devices` measures this on CUDA beside the CPU; here, the same code on the CPU."""
     import pytest
 
-    from pmlm_lib.bench import devices, devices_side_by_side
+    from pmlm_lib.bench import devices, devices_side_by_side, run_bench
 
     figures = devices("cpu", prompts=2, pairs=4, lora_examples=4, answer_tokens=4)
     assert figures["device"] == "cpu" and figures["gpu"] is None
@@ -60,3 +60,6 @@ def test_the_gpu_measurement_runs_its_code_path_on_the_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             devices_side_by_side()
+        # the command the README gives for a GPU reaches that measurement (not "unknown bench part")
+        with pytest.raises(ValueError, match="no CUDA device"):
+            run_bench(["devices"], out_dir=tmp_path)

@@ -73,5 +73,10 @@ def test_paired_test_sees_a_consistent_gain_and_no_gain():
     assert better["wilcoxon_p"] < 0.001 and better["cohens_dz"] > 1 and better["ci95_low"] > 0
     same = paired_test(before + rng.normal(0, 1, size=40), before)
     assert same["wilcoxon_p"] > 0.01 and same["ci95_low"] < 0 < same["ci95_high"]
+    # differences with sd 1 on 40 patients: (t_0.975 + t_0.8) / sqrt(40), about 0.45
+    assert 0.35 < same["min_detectable_80"] < 0.6
     with pytest.raises(ValueError):
         paired_test(np.array([1.0]), np.array([0.5]))
+    # no spread (equal scores, up to rounding, on every patient): no detectable difference can be stated
+    tied = paired_test(np.array([0.1 + 0.2, 0.3, 0.3, 0.3, 0.3]) / 3, np.full(5, 0.1))
+    assert np.isnan(tied["min_detectable_80"]) and tied["mean_difference"] == 0 and tied["wilcoxon_p"] == 1.0

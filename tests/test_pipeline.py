@@ -3,6 +3,7 @@
 import io
 import json
 import shutil
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -92,7 +93,10 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
             "4 × 1" if setting == "matched" else "4 × 2"
         }
         paired = pd.read_csv(run_dir / "tables" / f"table3_paired_{setting}.csv", index_col=0)
-        assert (paired["n"] == 4).all() and paired["min_detectable_80"].gt(0).all()
+        # the smallest detectable difference: never negative, empty where the differences showed no spread
+        # (BLEU-4's are a few ten-thousandths of a point here, 0 once rounded), positive for the headline
+        assert (paired["n"] == 4).all() and paired["min_detectable_80"].dropna().ge(0).all()
+        assert paired.loc[[i for i in paired.index if "BERTScore" in i], "min_detectable_80"].gt(0).all()
     oracle = pd.read_csv(run_dir / "tables" / "table3_oracle.csv", index_col=0)
     assert set(oracle["patients × seeds"]) == {"2 × 1"}  # the oracle's own sample, in its own table
     scored = pd.read_parquet(run_dir / "answers_scored.parquet")
@@ -105,7 +109,9 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
     assert 0 < result["time_split"]["share_outside_answers"] < 1
     assert all("minus_random" in h for h in result["history"])
     modes = pd.read_csv(run_dir / "tables" / "inference_modes.csv", index_col=0)
-    assert result["inference"]["mode"] == modes["BERTScore-F1"].idxmax() and len(modes) == 4
+    from pmlm_lib.refine import choose_mode
+
+    assert result["inference"]["mode"] == choose_mode(modes) and len(modes) == 4
     assert "[-" in (run_dir / "texts" / "refined_prompt_example.txt").read_text()
     # the findings: one sentence per comparison, each with its interval and sample size
     findings = json.loads((run_dir / "artifacts" / "05_evaluation.json").read_text())["findings"]
@@ -319,7 +325,10 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
     from pmlm_lib.responders import RawValueGuard
     from pmlm_lib.responders.llamacpp import LlamaCppResponder
 
-    reports, run_dir, _ = smoke_run
+    # on a copy of the smoke run: its notebooks 04 and 05 are run again here, and the other tests (the
+    # pinned results, the browser) read the smoke run as the smoke profile made it
+    reports = tmp_path / "reports"
+    run_dir = Path(shutil.copytree(smoke_run[1], reports / "smoke", symlinks=True))
     secret = "sk-pmlm-scan-4b1d9e77a2"
     monkeypatch.setenv("PMLM_SCAN_KEY", secret)
     received = []
@@ -346,7 +355,15 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
     faulty.daemon_threads = True
     threading.Thread(target=faulty.serve_forever, daemon=True).start()
     server = LlamaCppResponder(n_parallel=2, ctx_per_slot=2048, use_cache=False)
-    spec = {"backend": "openai", "base_url": server.base_url, "model": "smollm2", "api_key_env": "PMLM_SCAN_KEY"}
+    # as many requests at once as the server has slots: a request's deadline then counts its own answer,
+    # not its wait in the server's queue (on a busy machine that wait alone can pass 90 s)
+    spec = {
+        "backend": "openai",
+        "base_url": server.base_url,
+        "model": "smollm2",
+        "api_key_env": "PMLM_SCAN_KEY",
+        "concurrency": 2,
+    }
     run_report(
         profile="smoke",
         run="smoke",
@@ -394,7 +411,7 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
 
 
 # ---- recorded results: the smoke run's deterministic figures, pinned ---------------------------------------
-PINNED = __import__("pathlib").Path(__file__).parent / "pinned" / "smoke.json"
+PINNED = Path(__file__).parent / "pinned" / "smoke.json"
 
 
 def recorded_results(run_dir) -> dict:
@@ -445,7 +462,6 @@ def test_the_smoke_runs_recorded_results_have_not_moved(smoke_run):
 
 if __name__ == "__main__":
     import sys
-    from pathlib import Path
 
     PINNED.write_text(json.dumps(recorded_results(Path(sys.argv[1])), indent=1) + "\n")
     print(PINNED.read_text())

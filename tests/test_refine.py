@@ -194,7 +194,7 @@ def test_training_logs_episodes_and_resumes_to_the_same_policy(tmp_path, embedde
     first.train(episodes, checkpoint=tmp_path / "b.pt", progress=lambda *_: None)  # "interrupted" after epoch 0
     resumed = _refiner(embedder, responder, reward, epochs=2, batch_size=2, baseline="s0_score")
     resumed.train(episodes, checkpoint=tmp_path / "b.pt", progress=lambda *_: None)
-    for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values()):
+    for a, b in zip(whole.editor.parameters(), resumed.editor.parameters()):
         assert torch.allclose(a, b)
     assert resumed.random_reward == whole.random_reward and resumed.log == whole.log
     (rollout,) = resumed.editor.edit(episodes[:1])
@@ -356,3 +356,23 @@ def test_edited_words_by_epoch_counts_each_episodes_edits_once():
         and table.loc["model", "epoch 1"] == 0.0
     )
     assert list(table.columns) == ["epoch 0", "epoch 1"]
+
+
+def test_greedy_stays_unless_validation_proves_another_mode_better():
+    import pandas as pd
+
+    from pmlm_lib.refine import choose_mode
+
+    def table(low_sampled, low_distinct):
+        return pd.DataFrame(
+            {
+                "BERTScore-F1": [40.0, 42.0, 41.0],
+                "− greedy": [float("nan"), 2.0, 1.5],
+                "− greedy CI low": [float("nan"), low_sampled, low_distinct],
+            },
+            index=["greedy", "sampled", "greedy_distinct"],
+        )
+
+    assert choose_mode(table(-1.0, -0.5)) == "greedy"  # ahead on average, within the noise: greedy stays
+    assert choose_mode(table(0.3, -0.5)) == "sampled"
+    assert choose_mode(table(0.3, 0.2)) == "sampled"  # of two proven better, the one ahead most
