@@ -43,6 +43,15 @@ class Requests:
     prompt_tokens: int  # per answer
     answer_tokens: int  # per answer (the limit; answers may stop earlier)
     responder: str = BUNDLED
+    # the same prompts were answered earlier in the run with another decoding: llama.cpp's prompt cache
+    # holds them, so here only the answers are computed (measured: the sampled setting of 05 costs a third
+    # of the matched one per answer)
+    prompt_reused: bool = False
+
+    @property
+    def computed_tokens(self) -> int:
+        """Tokens the local responder computes for these requests."""
+        return self.answers * ((0 if self.prompt_reused else self.prompt_tokens) + self.answer_tokens)
 
 
 @dataclass
@@ -125,6 +134,7 @@ def requests_of(stem: str, p: dict, tokens: dict) -> list[Requests]:
                 n_eval * len(seeds),
                 matched.get(system, coarse),
                 p.get("sampled_answer_tokens", 64),
+                prompt_reused=system in matched,
             )
             for system in sampled
             if seeds
@@ -197,14 +207,16 @@ def read_answer_log(path: Path) -> list[dict]:
 
 
 def measured_rate(reports_dir: Path) -> tuple[float | None, str]:
-    """Tokens processed per second of wall time by the bundled responder, over earlier runs' answer logs."""
+    """Tokens per second of wall time of the bundled responder, over earlier runs' answer logs, counted as
+    the plan counts them: the prompt tokens computed and each answer at its limit (answers that stop
+    earlier make the rate higher, so that the plan's upper-limit token counts give the time they took)."""
     tokens = seconds = 0.0
     runs = set()
     for run_dir, _ in _answer_logs(reports_dir)[:10]:
         for path in (run_dir / "logs").glob("*.answers.jsonl"):
             for row in read_answer_log(path):
                 if row.get("backend") == "llama.cpp" and row.get("generated") and row.get("prompt_tokens"):
-                    tokens += row["prompt_tokens"] + row["answer_tokens"]
+                    tokens += row["prompt_tokens"] + row["generated"] * row.get("max_tokens", 0)
                     seconds += row["wall_seconds"]
                     runs.add(run_dir.name)
     if seconds < 30:
@@ -283,11 +295,7 @@ def make_plan(
             plan.cached = len({key for row in rows for key in row["keys"]} & cached_keys)
         total = sum(r.answers for r in plan.requests)
         share_new = 1 - min(1.0, plan.cached / total) if total else 0.0
-        local = sum(
-            r.answers * (r.prompt_tokens + r.answer_tokens)
-            for r in plan.requests
-            if r.responder in (BUNDLED, "bundled + LoRA")
-        )
+        local = sum(r.computed_tokens for r in plan.requests if r.responder in (BUNDLED, "bundled + LoRA"))
         overhead, plan.basis = DEFAULT_OVERHEAD.get(nb.stem, 15), "default overhead"
         for run_dir, record in _answer_logs(reports_dir):  # the newest run of this profile that measured this notebook
             done = {n["notebook"]: n for n in record.get("notebooks", []) if n.get("status") == "ok"}

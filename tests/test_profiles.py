@@ -58,3 +58,6 @@ def test_the_plan_counts_the_answers_each_notebook_will_request():
         r.answers for r in plan["notebooks"][4].requests if "sampled" in r.what
     ) == 5 * 6 * len(r5["sampled_seeds"])
     assert all(p.minutes > 0 for p in plan["notebooks"])
+    # the sampled setting answers the matched setting's prompts again: only its answers are computed
+    sampled = [r for r in plan["notebooks"][4].requests if "sampled" in r.what]
+    assert sampled and all(r.computed_tokens == r.answers * r.answer_tokens for r in sampled)
