@@ -125,6 +125,32 @@ def _explorer_text(driver) -> str:
     return driver.find_element("css selector", ".widget-vbox .widget-output").text
 
 
+def _run_all_cells(browser) -> None:
+    """Run > Run All Cells, as a person does it: the notebook clicked first (a fresh JupyterLab may leave the
+    focus elsewhere, and then the entry does nothing), the menu opened again if it did not open."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    menu = "//div[contains(@class,'lm-MenuBar-itemLabel') and normalize-space()='Run']"
+    # the entry as a person sees it (its command id differs between JupyterLab versions), enabled
+    entry = (
+        "//li[contains(@class,'lm-Menu-item') and not(contains(@class,'lm-mod-disabled'))]"
+        "[.//*[normalize-space()='Run All Cells']]"
+    )
+    for _ in range(10):
+        browser.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell .jp-InputPrompt").click()
+        browser.find_element(By.XPATH, menu).click()
+        try:
+            WebDriverWait(browser, 10).until(lambda d: d.find_element(By.XPATH, entry).is_displayed())
+            browser.find_element(By.XPATH, entry).click()
+            return
+        except TimeoutException:
+            browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    pytest.fail("the Run menu never offered an enabled 'Run All Cells'")
+
+
 def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, browser, smoke_reports):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -140,13 +166,7 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
             in (d.find_element(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator").get_attribute("data-status") or "")
         )
     )
-    browser.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and normalize-space()='Run']").click()
-    # the menu entry as a person sees it (its command id differs between JupyterLab versions)
-    wait.until(
-        ready.element_to_be_clickable(
-            (By.XPATH, "//li[contains(@class,'lm-Menu-item')][.//*[normalize-space()='Run All Cells']]")
-        )
-    ).click()
+    _run_all_cells(browser)
     dropdown = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".widget-dropdown select")))
     run_dir = (smoke_reports / "latest").resolve()
     wait.until(lambda d: f"Run folder {run_dir}" in _visible_text(d))  # the first output says which run it reads
