@@ -126,7 +126,7 @@ def _explorer_text(driver) -> str:
 
 
 def _run_all_cells(browser) -> None:
-    """Run > Run All Cells, as a person does it: the notebook clicked first (a fresh JupyterLab may leave the
+    """Run > Run All Cells, as a person does it: the notebook's tab clicked first (a fresh JupyterLab may leave the
     focus elsewhere, and then the entry does nothing), the menu opened again if it did not open."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
@@ -140,7 +140,7 @@ def _run_all_cells(browser) -> None:
         "[.//*[normalize-space()='Run All Cells']]"
     )
     for _ in range(10):
-        browser.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell .jp-InputPrompt").click()
+        browser.find_element(By.CSS_SELECTOR, ".lm-TabBar-tab[data-type='document-title']").click()
         browser.find_element(By.XPATH, menu).click()
         try:
             WebDriverWait(browser, 10).until(lambda d: d.find_element(By.XPATH, entry).is_displayed())
