@@ -44,8 +44,7 @@ class Requests:
     answer_tokens: int  # per answer (the limit; answers may stop earlier)
     responder: str = BUNDLED
     # the same prompts were answered earlier in the run with another decoding: llama.cpp's prompt cache
-    # holds them, so here only the answers are computed (measured: the sampled setting of 05 costs a third
-    # of the matched one per answer)
+    # holds them, so here only the answers are computed
     prompt_reused: bool = False
 
     @property
