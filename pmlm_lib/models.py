@@ -174,11 +174,30 @@ def smollm2_transformers_path() -> Path:
     return publish(tmp, target)  # atomic: an interrupted conversion leaves no half folder behind
 
 
+def smollm2_tokenizer_path() -> Path:
+    """A transformers folder with SmolLM2's tokenizer alone, read from the bundled GGUF once and cached.
+
+    Why apart from smollm2_transformers_path: prompt budgets need only the tokenizer, and converting
+    the weights too cost about 29 s against about 8 s for the tokenizer (2026-11-23, 2-core Xeon)."""
+    gguf = smollm2_gguf_path()
+    target = cache_dir() / "models" / f"smollm2-135m-instruct-tokenizer-{file_sha256(gguf)[:12]}"
+    if (target / "tokenizer_config.json").exists():
+        return target
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tmp = private_name(target)
+    tokenizer.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+    return publish(tmp, target)
+
+
 def token_counter():
     """count(text) -> the number of SmolLM2 tokens, for prompt budgets (the tokenizer only)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_transformers_path())
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_path())
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

@@ -72,3 +72,13 @@ def test_q8_responder_weights_are_the_shipped_weights_re_encoded():
         step = np.abs(blocks).max(axis=1, keepdims=True) / 127
         # half a step, plus the rounding of the scale itself to float16
         assert np.all(np.abs(after.reshape(blocks.shape) - blocks) <= step * 0.56 + 1e-6), tensor.name
+
+
+def test_prompt_budgets_count_tokens_without_converting_the_weights(tmp_path, monkeypatch):
+    """The token counter needs the tokenizer alone: an empty cache gets a tokenizer folder, no weights."""
+    monkeypatch.setenv("PMLM_CACHE", str(tmp_path))
+    count = models.token_counter()
+    assert count("Haemoglobin 112 g/L") > 3 and count("") == 0
+    made = [p.name for p in (tmp_path / "models").iterdir()]
+    assert len(made) == 1 and "tokenizer" in made[0]
+    assert not list((tmp_path / "models").glob("*/*.safetensors"))
