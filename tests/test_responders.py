@@ -369,3 +369,15 @@ def test_a_cache_file_that_cannot_be_opened_as_a_database_keeps_answers_in_memor
         cache = AnswerCache(path)
     cache.put("k", {"backend": "x"}, "p", Decoding(), "a", 0.1)
     assert cache.get_many(["k"]) == {"k": "a"}
+
+
+def test_llama_cpp_server_settings_pass_through_by_name():
+    """A user with other hardware sets any llama.cpp server setting (n_gpu_layers, n_ubatch ...) by its
+    name; a misspelt one is refused before a server starts, with the names it could have been."""
+    with pytest.raises(ValueError, match="n_ubach.*n_gpu_layers"):
+        LlamaCppResponder(server_options={"n_ubach": 256})
+    small = LlamaCppResponder(n_parallel=1, ctx_per_slot=1024, use_cache=False, server_options={"n_ubatch": 64})
+    try:
+        assert small.answer(["Name a fruit."], SHORT)[0].strip()
+    finally:
+        small.close()

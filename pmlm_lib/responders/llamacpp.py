@@ -42,6 +42,7 @@ class LlamaCppResponder(Responder):
         cache_prompt: bool = True,
         cache_ram_mib: int | None = None,
         in_process: bool = False,
+        server_options: dict | None = None,
     ):
         super().__init__(cache=cache, use_cache=use_cache, allow_raw_data=allow_raw_data)
         bundled = {"bundled": smollm2_q8_gguf_path, "bundled-q4_1": smollm2_gguf_path}
@@ -57,6 +58,14 @@ class LlamaCppResponder(Responder):
         # (cache_prompt); cache_ram_mib sizes the host-memory cache of earlier prompts (None: llama.cpp's default)
         self.cache_prompt, self.cache_ram_mib = cache_prompt, cache_ram_mib
         self.in_process = in_process  # True: the server in this process (measured slower beside PyTorch; see above)
+        # any other llama.cpp server setting by its xllamacpp.CommonParams name, e.g. {"n_gpu_layers": 20}
+        self.server_options = dict(server_options or {})
+        unknown = sorted(set(self.server_options) - set(server_settings()))
+        if unknown:
+            raise ValueError(
+                f"server_options {unknown} are not llama.cpp server settings; the names are those of "
+                "xllamacpp.CommonParams, e.g. n_gpu_layers, n_ubatch, flash_attn_type"
+            )
         self._server = None
         self._address = ""
         self._identity = {
@@ -84,6 +93,7 @@ class LlamaCppResponder(Responder):
             "cache_ram_mib": self.cache_ram_mib,
             "threads": self.threads,
             "verbose": self.verbose,
+            "options": self.server_options,
         }
 
     @property
@@ -187,7 +197,16 @@ def start_server(params: dict):
     p.cpuparams_batch.n_threads = params["threads"]
     if not params.get("verbose"):
         p.verbosity = -1
+    for name, value in (params.get("options") or {}).items():
+        setattr(p, name, value)
     return xlc.Server(p)
+
+
+def server_settings() -> list[str]:
+    """The names a llama.cpp server setting can have (xllamacpp.CommonParams)."""
+    import xllamacpp as xlc
+
+    return [name for name in dir(xlc.CommonParams) if not name.startswith("_")]
 
 
 def _serve(params: dict) -> None:
