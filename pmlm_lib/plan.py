@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .pipeline import default_notebooks_dir, default_reports_dir, discover_notebooks, load_profile, parameters_for
 
 # Time outside answer generation per notebook (seconds), used only until this machine has a run of the
@@ -61,20 +63,6 @@ class NotebookPlan:
     minutes: float = 0.0
     cost: float = 0.0
     basis: str = ""
-
-
-def _token_counter():
-    from .models import cache_dir, smollm2_gguf_path
-
-    converted = list((cache_dir() / "models").glob("smollm2-135m-instruct-*/tokenizer.json"))
-    from transformers import AutoTokenizer
-
-    if converted:
-        tokenizer = AutoTokenizer.from_pretrained(converted[0].parent)
-    else:
-        gguf = smollm2_gguf_path()
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _typical_prompts(count, k: int, raw_tokens: int) -> dict[str, int]:
@@ -206,21 +194,25 @@ def read_answer_log(path: Path) -> list[dict]:
 
 
 def measured_rate(reports_dir: Path) -> tuple[float | None, str]:
-    """Tokens per second of wall time of the bundled responder, over earlier runs' answer logs, counted as
-    the plan counts them: the prompt tokens computed and each answer at its limit (answers that stop
-    earlier make the rate higher, so that the plan's upper-limit token counts give the time they took)."""
-    tokens = seconds = 0.0
-    runs = set()
+    """Tokens per second of wall time of the bundled responder on this machine: the median over the
+    latest runs' answer logs (a run made while the machine was busy with something else does not set
+    the plan), each counted as the plan counts them: the prompt tokens computed and each answer at its
+    limit (answers that stop earlier make the rate higher, so that the plan's upper-limit token counts
+    give the time they took)."""
+    rates = []
     for run_dir, _ in _answer_logs(reports_dir)[:10]:
+        tokens = seconds = 0.0
         for path in (run_dir / "logs").glob("*.answers.jsonl"):
             for row in read_answer_log(path):
                 if row.get("backend") == "llama.cpp" and row.get("generated") and row.get("prompt_tokens"):
                     tokens += row["prompt_tokens"] + row["generated"] * row.get("max_tokens", 0)
                     seconds += row["wall_seconds"]
-                    runs.add(run_dir.name)
-    if seconds < 30:
+        if seconds >= 30:
+            rates.append(tokens / seconds)
+    if not rates:
         return None, f"no answers measured on this machine yet: assumed {DEFAULT_TOKENS_PER_SECOND:.0f} tokens/s"
-    return tokens / seconds, f"{tokens / seconds:.0f} tokens/s measured over {len(runs)} earlier run(s) here"
+    rate = float(np.median(rates))
+    return rate, f"{rate:.0f} tokens/s: the median of {len(rates)} earlier run(s) here"
 
 
 def actual(run_dir: Path) -> dict[str, dict]:
@@ -238,7 +230,7 @@ def actual(run_dir: Path) -> dict[str, dict]:
 def make_plan(
     profile: str, data: str | None = None, overrides: dict | None = None, reports_dir: Path | None = None
 ) -> dict:
-    from .models import cache_dir
+    from .models import cache_dir, token_counter
 
     prof = load_profile(profile)
     reports_dir = Path(reports_dir or default_reports_dir())
@@ -254,7 +246,7 @@ def make_plan(
     for stem in ("05_evaluation", "06_figures"):  # they answer with the refinement's decoding
         params.get(stem, {})["answer_tokens_matched"] = refine.get("answer_tokens", 96)
     tokens = _typical_prompts(
-        _token_counter(),
+        token_counter(),
         params.get("03_peer_retrieval", {}).get("k", 10),
         params.get("05_evaluation", {}).get("raw_max_tokens", 512),
     )

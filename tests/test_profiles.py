@@ -1,5 +1,7 @@
 """Profiles: named ones, files that extend them, and the run plan they imply."""
 
+import json
+
 import pytest
 
 from pmlm_lib.pipeline import PipelineError, load_profile, parse_overrides
@@ -61,3 +63,23 @@ def test_the_plan_counts_the_answers_each_notebook_will_request():
     # the sampled setting answers the matched setting's prompts again: only its answers are computed
     sampled = [r for r in plan["notebooks"][4].requests if "sampled" in r.what]
     assert sampled and all(r.computed_tokens == r.answers * r.answer_tokens for r in sampled)
+
+
+def test_the_plans_rate_is_not_set_by_one_run_made_on_a_busy_machine(tmp_path):
+    """Three earlier runs answered at 250, 240 and (beside other work) 20 tokens/s: the plan uses 240."""
+    from pmlm_lib.plan import measured_rate
+
+    for name, seconds in (("a", 40.0), ("b", 10000 / 240), ("busy", 500.0)):
+        logs = tmp_path / name / "logs"
+        logs.mkdir(parents=True)
+        (tmp_path / name / "run.json").write_text("{}")
+        row = {
+            "backend": "llama.cpp",
+            "generated": 10,
+            "max_tokens": 100,
+            "prompt_tokens": 9000,
+            "wall_seconds": seconds,
+        }
+        (logs / "04_rl_refinement.answers.jsonl").write_text(json.dumps(row) + "\n")
+    rate, basis = measured_rate(tmp_path)
+    assert round(rate) == 240 and "3 earlier run" in basis
