@@ -370,13 +370,20 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
         reports_dir=reports,
         start_from="04",
         only=["04", "05"],
-        overrides={"04_rl_refinement": {"responder": spec}, "05_evaluation": {"responders": {"endpoint": spec}}},
+        # the inference mode named, as the default profile does: no validation answers spent on choosing it
+        overrides={
+            "04_rl_refinement": {"responder": spec, "inference": "greedy"},
+            "05_evaluation": {"responders": {"endpoint": spec}},
+        },
         console=io.StringIO(),
     )
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok"
     result = json.loads((run_dir / "results" / "rl_refinement.json").read_text())
     assert result["responder"]["backend"] == "openai-compatible"
+    assert result["inference"]["mode"] == "greedy" and result["inference"]["validation"] == []
+    # at most the episodes (2 epochs x 4) and the pool's s_0 and random deletion (2 x 6): no validation answers
+    assert result["answers"]["answered"] + result["answers"]["from_cache"] <= 4 * 2 + 2 * 6
     assert "endpoint" in set(pd.read_parquet(run_dir / "answers_scored.parquet")["responder"])
     port = faulty.server_address[1]
     for kind in ("echo", "overloaded", "hang"):
