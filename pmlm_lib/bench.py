@@ -303,6 +303,8 @@ def devices(
         example(tokenizer, tokenizer(p, add_special_tokens=False)["input_ids"][:256], r[:300])
         for p, r in zip(batch[:lora_examples], replies[:lora_examples])
     ]
+    # one step first: on a GPU the first step pays for kernel loading and allocations (10 s on an H100)
+    train_lora(model, tokenizer.pad_token_id, examples[:4], epochs=1, batch_size=4, lr=1e-3, seed=0, device=device)
     start = time.perf_counter()
     log = train_lora(model, tokenizer.pad_token_id, examples, epochs=1, batch_size=4, lr=1e-3, seed=0, device=device)
     out["lora_steps_per_second"] = round(len(log) / (time.perf_counter() - start), 3)
@@ -319,7 +321,7 @@ def devices_side_by_side() -> dict:
             "no CUDA device here: `pmlm bench --parts devices` measures a GPU beside the CPU; on this machine "
             "every model already runs on the CPU (see the responders and report parts)"
         )
-    return {"cuda": devices("cuda", prompts=64, pairs=256, lora_examples=32), "cpu": devices("cpu")}
+    return {"cuda": devices("cuda", prompts=64, pairs=256, lora_examples=64), "cpu": devices("cpu")}
 
 
 def retrieval(sizes=(1_000, 10_000, 100_000, 1_000_000), dim: int = 128, k: int = 10, repeats: int = 3) -> list[dict]:
@@ -405,6 +407,11 @@ def targets(result: dict) -> list[dict]:
     return rows
 
 
+def _when(result: dict, part: str) -> str:
+    when = result.get("measured", {}).get(part)
+    return f" — measured {when}" if when else ""
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"# pmlm bench ({result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB, {result['started']})",
@@ -416,7 +423,7 @@ def markdown(result: dict) -> str:
     rep = result.get("report")
     if rep:
         lines += [
-            f"## Report ({rep['profile']} profile)",
+            f"## Report ({rep['profile']} profile){_when(result, 'report')}",
             "",
             "| notebook | first run s | peak MB | second run s | peak MB |",
             "|---|---:|---:|---:|---:|",
@@ -439,7 +446,7 @@ def markdown(result: dict) -> str:
         lim = r["limit"]
         lines += [
             f"## Responder (llama.cpp, bundled SmolLM2, {r['answer_tokens']}-token deterministic answers, no answer "
-            "cache)",
+            f"cache){_when(result, 'responders')}",
             "",
             f"This CPU's limit for this model ({lim['threads']} threads): llama.cpp prefills one "
             f"{lim['prefill_tokens']}-token "
@@ -461,7 +468,7 @@ def markdown(result: dict) -> str:
         lines.append("")
     if result.get("retrieval"):
         lines += [
-            "## Retrieval (cosine top-10, 128 dimensions)",
+            f"## Retrieval (cosine top-10, 128 dimensions){_when(result, 'retrieval')}",
             "",
             "| pool patients | seconds per query |",
             "|---:|---:|",
@@ -470,7 +477,7 @@ def markdown(result: dict) -> str:
     if result.get("devices"):
         d = result["devices"]
         lines += [
-            "## Devices (the same work on a GPU and on the CPU)",
+            f"## Devices (the same work on a GPU and on the CPU){_when(result, 'devices')}",
             "",
             "| figure | cuda | cpu |",
             "|---|---:|---:|",
@@ -487,13 +494,29 @@ def markdown(result: dict) -> str:
     if result.get("bertscore"):
         b = result["bertscore"]
         lines += [
-            "## BERTScore",
+            f"## BERTScore{_when(result, 'bertscore')}",
             "",
             f"{b['bertscore_pairs_per_second']} pairs/s against {b['encoder_forward_pairs_per_second']} pairs/s "
             f"for the encoder's forward pass alone on the same texts (ratio {b['bertscore_vs_forward']}).",
             "",
         ]
     return "\n".join(lines)
+
+
+BENCH_PARTS = ("responders", "retrieval", "bertscore", "report", "devices")
+
+
+def _earlier_parts(path: Path, machine: dict) -> dict[str, tuple]:
+    """The parts of an earlier bench.json measured on a machine like this one (CPUs and memory): part ->
+    (figures, when measured). Figures from another machine are never shown beside this one's."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if earlier.get("machine") != machine:
+        return {}
+    when = earlier.get("measured", {})
+    return {p: (earlier[p], when.get(p, earlier.get("started"))) for p in BENCH_PARTS if p in earlier}
 
 
 def run_bench(
@@ -512,6 +535,13 @@ def run_bench(
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
     }
+    # parts measured earlier on this machine and not measured again now stay, each with its own date:
+    # `--parts report` after a whole bench updates the report and keeps the responder figures
+    result["measured"] = {}
+    earlier = _earlier_parts(out / "bench.json", result["machine"])
+    for part, (value, when) in earlier.items():
+        if part not in parts:
+            result[part], result["measured"][part] = value, when
     slots = load_profile(profile)["parameters"].get("common", {}).get("n_parallel", 4)
     steps = {
         "responders": lambda: responders(default_slots=slots),
@@ -524,6 +554,7 @@ def run_bench(
         if part not in steps:
             raise ValueError(f"unknown bench part {part!r}: choose from {', '.join(steps)}")
         print(f"[bench] {part} ...", flush=True)
+        result["measured"][part] = dt.datetime.now().isoformat(timespec="seconds")
         result[part] = steps[part]()
         result["targets"] = targets(result)
         (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")  # each part kept as soon as it is measured

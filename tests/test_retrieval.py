@@ -70,15 +70,32 @@ def test_encoder_save_load_gives_the_same_vectors(tmp_path, built):
 
 def test_bench_writes_its_figures_and_checks_the_targets(tmp_path):
     import json
+    import os
 
-    from pmlm_lib.bench import run_bench, targets
+    import psutil
 
+    from pmlm_lib.bench import _earlier_parts, run_bench, targets
+
+    # an earlier bench on this machine measured BERTScore: measuring retrieval now keeps it, with its date
+    machine = {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
+    bertscore = {
+        "bertscore_pairs_per_second": 23.6,
+        "encoder_forward_pairs_per_second": 20.7,
+        "bertscore_vs_forward": 1.14,
+    }
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench.json").write_text(
+        json.dumps({"started": "2026-11-20T10:00:00", "machine": machine, "bertscore": bertscore})
+    )
     out = run_bench(["retrieval"], out_dir=tmp_path / "bench", reports_dir=tmp_path)
     result = json.loads((out / "bench.json").read_text())
     assert [r["pool"] for r in result["retrieval"]] == [1_000, 10_000, 100_000, 1_000_000]
-    assert (
-        all(r["seconds_per_query"] > 0 for r in result["retrieval"]) and "Retrieval" in (out / "bench.md").read_text()
-    )
+    page = (out / "bench.md").read_text()
+    assert all(r["seconds_per_query"] > 0 for r in result["retrieval"]) and "Retrieval" in page
+    assert result["bertscore"] == bertscore and "## BERTScore — measured 2026-11-20T10:00:00" in page
+    assert result["measured"]["retrieval"] > "2026-11-20T10:00:00"
+    # figures from another machine are never kept beside this one's
+    assert _earlier_parts(out / "bench.json", {**machine, "cpus": machine["cpus"] + 1}) == {}
     report = {
         "first": {"wall_seconds": 1500.0, "peak_memory_mb": 4000},
         "second": {"wall_seconds": 100.0, "peak_memory_mb": 3000},
