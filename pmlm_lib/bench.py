@@ -503,10 +503,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-BENCH_PARTS = ("responders", "retrieval", "bertscore", "report", "devices")
-
-
-def _earlier_parts(path: Path, machine: dict) -> dict[str, tuple]:
+def _earlier_parts(path: Path, machine: dict, parts) -> dict[str, tuple]:
     """The parts of an earlier bench.json measured on a machine like this one (CPUs and memory): part ->
     (figures, when measured). Figures from another machine are never shown beside this one's."""
     try:
@@ -516,7 +513,7 @@ def _earlier_parts(path: Path, machine: dict) -> dict[str, tuple]:
     if earlier.get("machine") != machine:
         return {}
     when = earlier.get("measured", {})
-    return {p: (earlier[p], when.get(p, earlier.get("started"))) for p in BENCH_PARTS if p in earlier}
+    return {p: (earlier[p], when.get(p, earlier.get("started"))) for p in parts if p in earlier}
 
 
 def run_bench(
@@ -535,13 +532,6 @@ def run_bench(
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
     }
-    # parts measured earlier on this machine and not measured again now stay, each with its own date:
-    # `--parts report` after a whole bench updates the report and keeps the responder figures
-    result["measured"] = {}
-    earlier = _earlier_parts(out / "bench.json", result["machine"])
-    for part, (value, when) in earlier.items():
-        if part not in parts:
-            result[part], result["measured"][part] = value, when
     slots = load_profile(profile)["parameters"].get("common", {}).get("n_parallel", 4)
     steps = {
         "responders": lambda: responders(default_slots=slots),
@@ -550,6 +540,12 @@ def run_bench(
         "report": lambda: report(profile, reports_dir),
         "devices": devices_side_by_side,
     }
+    # parts measured earlier on this machine and not measured again now stay, each with its own date:
+    # `--parts report` after a whole bench updates the report and keeps the responder figures
+    result["measured"] = {}
+    for part, (value, when) in _earlier_parts(out / "bench.json", result["machine"], steps).items():
+        if part not in parts:
+            result[part], result["measured"][part] = value, when
     for part in parts:
         if part not in steps:
             raise ValueError(f"unknown bench part {part!r}: choose from {', '.join(steps)}")

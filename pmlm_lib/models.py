@@ -169,9 +169,15 @@ def smollm2_transformers_path() -> Path:
     tmp = private_name(target)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    if target.exists():  # an incomplete folder (no weights): replace it
+    return _publish_folder(tmp, target)
+
+
+def _publish_folder(tmp: Path, target: Path) -> Path:
+    """Move a finished folder into place; an incomplete one left there by an interrupted run is replaced.
+    Atomic: an interrupted conversion leaves no half folder behind."""
+    if target.exists():
         shutil.rmtree(target, ignore_errors=True)
-    return publish(tmp, target)  # atomic: an interrupted conversion leaves no half folder behind
+    return publish(tmp, target)
 
 
 def smollm2_tokenizer_path() -> Path:
@@ -188,9 +194,7 @@ def smollm2_tokenizer_path() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tmp = private_name(target)
     tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target, ignore_errors=True)
-    return publish(tmp, target)
+    return _publish_folder(tmp, target)
 
 
 def token_counter():
