@@ -94,9 +94,13 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
         }
         paired = pd.read_csv(run_dir / "tables" / f"table3_paired_{setting}.csv", index_col=0)
         # the smallest detectable difference: never negative, empty where the differences showed no spread
-        # (BLEU-4's are a few ten-thousandths of a point here, 0 once rounded), positive for the headline
+        # (BLEU-4's are a few ten-thousandths of a point here, 0 once rounded; on 4 patients the refined
+        # prompt's 16-token answers can equal a control's for all four), positive wherever they did spread
         assert (paired["n"] == 4).all() and paired["min_detectable_80"].dropna().ge(0).all()
-        assert paired.loc[[i for i in paired.index if "BERTScore" in i], "min_detectable_80"].gt(0).all()
+        bert = paired.loc[[i for i in paired.index if "BERTScore" in i]]
+        spread = bert["ci95_high"] > bert["ci95_low"]
+        assert spread.any() and bert.loc[spread, "min_detectable_80"].gt(0).all()
+        assert bert.loc[~spread, "min_detectable_80"].isna().all()
     oracle = pd.read_csv(run_dir / "tables" / "table3_oracle.csv", index_col=0)
     assert set(oracle["patients × seeds"]) == {"2 × 1"}  # the oracle's own sample, in its own table
     scored = pd.read_parquet(run_dir / "answers_scored.parquet")
