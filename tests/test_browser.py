@@ -125,9 +125,24 @@ def _explorer_text(driver) -> str:
     return driver.find_element("css selector", ".widget-vbox .widget-output").text
 
 
+def _kernel_states(url: str, token: str) -> list[str]:
+    """The execution state of every kernel the server runs (its REST API: what the page cannot hide)."""
+    import json
+
+    with urllib.request.urlopen(f"{url}/api/kernels?token={token}", timeout=10) as reply:
+        return [k.get("execution_state", "?") for k in json.load(reply)]
+
+
+def _cells_started(driver) -> bool:
+    """Whether any code cell has begun to run: its prompt shows [*] or an execution count instead of [ ]."""
+    prompts = driver.find_elements("css selector", ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputArea-prompt")
+    return any("*" in p.text or any(ch.isdigit() for ch in p.text) for p in prompts)
+
+
 def _run_all_cells(browser) -> None:
     """Run > Run All Cells, as a person does it: the notebook's tab clicked first (a fresh JupyterLab may leave the
-    focus elsewhere, and then the entry does nothing), the menu opened again if it did not open."""
+    focus elsewhere, and then the entry does nothing), the menu opened again if it did not open, and the whole
+    thing again if no cell started (a click that lands while the page is still settling is lost)."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -145,13 +160,31 @@ def _run_all_cells(browser) -> None:
         try:
             WebDriverWait(browser, 10).until(lambda d: d.find_element(By.XPATH, entry).is_displayed())
             browser.find_element(By.XPATH, entry).click()
+            WebDriverWait(browser, 30).until(_cells_started)
             return
         except TimeoutException:
             browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-    pytest.fail("the Run menu never offered an enabled 'Run All Cells'")
+    pytest.fail(f"Run > Run All Cells never started a cell; the page shows:\n{_visible_text(browser)[:2000]}")
+
+
+def _what_went_wrong(browser, url: str, token: str, smoke_reports: Path, waited_for: str) -> str:
+    """A failure message that explains itself: what the notebook shows, the kernel's state, the server's log."""
+    shot = Path(smoke_reports) / "explorer-failed.png"
+    browser.save_screenshot(str(shot))
+    try:
+        kernels = _kernel_states(url, token)
+    except OSError as exc:
+        kernels = [f"unknown ({exc})"]
+    log = next(Path(smoke_reports).parent.glob("jupyter*/server.log"), None)
+    tail = log.read_text(errors="replace")[-2000:] if log else "(no server log found)"
+    return (
+        f"waited for {waited_for}; kernels: {kernels}; screenshot {shot}\n"
+        f"the notebook shows:\n{_visible_text(browser)[-3000:]}\nthe server's log ends:\n{tail}"
+    )
 
 
 def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, browser, smoke_reports):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -160,6 +193,8 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
     wait = WebDriverWait(browser, 180)
     browser.get(f"{url}/lab/tree/07_case_study.ipynb?token={token}")
     wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")))
+    # the kernel started and idle, as the server knows it and as the page shows it
+    wait.until(lambda d: (states := _kernel_states(url, token)) and all(s == "idle" for s in states))
     wait.until(
         lambda d: (
             "idle"
@@ -167,7 +202,10 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
         )
     )
     _run_all_cells(browser)
-    dropdown = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".widget-dropdown select")))
+    try:
+        dropdown = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".widget-dropdown select")))
+    except TimeoutException:
+        pytest.fail(_what_went_wrong(browser, url, token, smoke_reports, "the explorer's dropdown"))
     run_dir = (smoke_reports / "latest").resolve()
     wait.until(lambda d: f"Run folder {run_dir}" in _visible_text(d))  # the first output says which run it reads
     # an option reads "P001 · thalassemia · answers": the patient's id, the doctor's label, whether evaluated
