@@ -5,12 +5,15 @@ PROFILE ?= default
 RUN    ?=
 ARGS   ?=
 
-.PHONY: setup report test test-fast lint lab strip bench plan
+.PHONY: setup report test test-fast lint lab strip bench plan trainings
 setup:
 	@bash scripts/setup_env.sh
 
 report: setup  ## regenerate the whole report on the embedded data (profile: default)
 	$(PY) -m pmlm_lib.cli report --profile $(PROFILE) $(if $(RUN),--run $(RUN)) $(ARGS)
+
+trainings: setup  ## train the refinement twice more on the newest run (RUN=name for another) and compare on its patients
+	$(PY) -m pmlm_lib.cli trainings $(if $(RUN),--run $(RUN)) $(ARGS)
 
 plan: setup  ## what the report will ask of the LLMs, and how long it should take here
 	$(PY) -m pmlm_lib.cli plan --profile $(PROFILE) $(ARGS)

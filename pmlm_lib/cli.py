@@ -88,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--profile", default="default", help="profile of the report part")
 
+    trainings = sub.add_parser(
+        "trainings",
+        help="train the refinement again on a finished run (k trainings in all) and compare PMLM's effect across "
+        "them on the run's test patients; the run's report page gets the comparison",
+    )
+    trainings.add_argument("--run", default="latest", help="the finished run (a folder name under reports/)")
+    trainings.add_argument(
+        "--k", type=int, default=3, help="trainings in all, the run's own included (default 3: two more trainings)"
+    )
+
     sub.add_parser("profiles", help="list the profiles")
     args = parser.parse_args(argv)
 
@@ -98,6 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import run_bench
 
             print(run_bench([p.strip() for p in args.parts.split(",") if p.strip()], profile=args.profile) / "bench.md")
+            return 0
+        if args.command == "trainings":
+            from .pipeline import default_reports_dir
+            from .trainings import TrainingsError, run_trainings
+
+            try:
+                print(run_trainings((default_reports_dir() / args.run).resolve(), args.k) / "index.html")
+            except TrainingsError as exc:
+                print(f"pmlm trainings: {exc}", file=sys.stderr)
+                return 1
             return 0
         if args.command == "profiles":
             for name in available_profiles():

@@ -219,11 +219,13 @@ def beside_paper(
 
 
 # ---- findings --------------------------------------------------------------------------------------
-def finding(test: dict, system: str, against: str, metric: str = HEADLINE) -> str:
-    """One sentence for one paired comparison, never a verdict without its interval and sample size."""
-    d, low, high, n = test["mean_difference"], test["ci95_low"], test["ci95_high"], int(test["n"])
+def finding(test: dict, system: str, against: str, metric: str = HEADLINE, sample: str | None = None) -> str:
+    """One sentence for one paired comparison, never a verdict without its interval and sample size
+    (`sample`: how the sample is told, "n = 60 patients" unless given)."""
+    d, low, high = test["mean_difference"], test["ci95_low"], test["ci95_high"]
     system, against = SPOKEN.get(system, system), SPOKEN.get(against, against)
-    interval = f"95% CI {low:+.1f} to {high:+.1f}, n = {n} patients"
+    sample = sample or f"n = {int(test['n'])} patients"
+    interval = f"95% CI {low:+.1f} to {high:+.1f}, {sample}"
     if low > 0:
         return f"{system} beats {against} by {d:+.1f} {metric} points ({interval})."
     if high < 0:

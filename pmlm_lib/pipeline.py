@@ -414,6 +414,18 @@ def _plan_summary(profile: str, data: str | None, overrides: dict, reports_dir: 
     }
 
 
+def _drop_trainings_if_changed(run_dir: Path, rerun: list[str], console) -> None:
+    """A run whose notebooks 01-05 run again no longer matches the trainings compared on it (`pmlm trainings`):
+    their comparison leaves its report page (the training runs themselves stay in their folders)."""
+    manifest = run_dir / "artifacts" / "trainings.json"
+    if manifest.exists() and any(stem[:2] <= "05" for stem in rerun):
+        manifest.replace(manifest.with_name("trainings.json.previous"))
+        console.write(
+            f"[pmlm] {run_dir.name}: the comparison of its trainings no longer matches the run and leaves its report; "
+            "run `pmlm trainings` again when the run is done\n"
+        )
+
+
 def run_report(
     profile: str | None = None,
     run: str | None = None,
@@ -468,6 +480,7 @@ def run_report(
                 f"--from {start_from} resumes a run, and {run_dir} does not exist: give --run of an earlier run"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
+    _drop_trainings_if_changed(run_dir, [nb.stem for nb in notebooks[start_index:]], console)
 
     kept = {r["notebook"]: r for r in previous.get("notebooks", [])}
     data_source = (prof["parameters"].get("01_data_filtering") or {}).get("data_source", "default")

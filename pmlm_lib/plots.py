@@ -294,3 +294,39 @@ def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str],
         ax.tick_params(axis="x", labelrotation=45, labelsize=7, labelbottom=True)
     fig.tight_layout()
     return fig
+
+
+def across_trainings(table: pd.DataFrame, metric: str = "BERTScore-F1"):
+    """A forest plot per decoding setting: PMLM minus each system, one line per training (95% CI over its
+    patients) and the trainings combined in black (95% interval counting trainings and patients)."""
+    settings = list(dict.fromkeys(table["setting"]))
+    rows = [(s, a) for s in settings for a in dict.fromkeys(table.loc[table["setting"] == s, "PMLM against"])]
+    per_row = table.groupby(["setting", "PMLM against"], sort=False)["training"].count().max()
+    fig, axes = plt.subplots(
+        1, len(settings), figsize=(6.5 * len(settings), 0.3 * per_row * len(rows) / len(settings) + 1.6), squeeze=False
+    )
+    for ax, setting in zip(axes[0], settings):
+        part = table[table["setting"] == setting]
+        labels, y = [], 0.0
+        for against, group in part.groupby("PMLM against", sort=False):
+            for _, r in group.iterrows():
+                joint = r["training"].startswith("across")
+                ax.errorbar(
+                    r["mean_difference"],
+                    y,
+                    xerr=[[r["mean_difference"] - r["ci95_low"]], [r["ci95_high"] - r["mean_difference"]]],
+                    fmt="s" if joint else "o",
+                    color="black" if joint else "#4C72B0",
+                    ms=6 if joint else 4,
+                    capsize=2,
+                )
+                labels.append((y, f"− {against} · {r['training']}" if joint else r["training"]))
+                y += 1
+            y += 0.8
+        ax.set_yticks([p for p, _ in labels], [t for _, t in labels], fontsize=8)
+        ax.invert_yaxis()  # the first comparison on top, each training above the trainings combined
+        ax.axvline(0, color="grey", lw=1, ls="--")
+        ax.set_xlabel(f"PMLM − system, {metric} (x100)")
+        ax.set_title(f"{setting} decoding")
+    fig.tight_layout()
+    return fig

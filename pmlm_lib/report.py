@@ -75,19 +75,25 @@ def _notebook_row(nb: dict, planned: dict, asked: dict) -> str:
     )
 
 
+def _steps(run_dir: Path, record: dict) -> list[str]:
+    """What saved outputs in this run, in order: its notebooks, then `pmlm trainings` where it ran on this run."""
+    steps = [nb["notebook"] for nb in record.get("notebooks", [])]
+    return steps + (["trainings"] if (run_dir / "artifacts" / "trainings.json").exists() else [])
+
+
 def _contents_html(run_dir: Path, record: dict) -> str:
     """A table of contents: each notebook, and under it each of its tables and figures."""
     items = [
         "<li><a href='#findings'>Findings</a></li>",
         "<li><a href='#notebooks'>Notebooks: time, memory, answers</a></li>",
     ]
-    for nb in record.get("notebooks", []):
-        entries = read_manifest(run_dir, nb["notebook"])
+    for step in _steps(run_dir, record):
+        entries = read_manifest(run_dir, step)
         inner = "".join(
             f"<li><a href='#{_esc(e['name'])}'>{_esc(e['name'].replace('_', ' '))}</a></li>" for e in entries
         )
         items.append(
-            f"<li><a href='#{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</a>"
+            f"<li><a href='#{_esc(step)}'>{_esc(step)}</a>"
             + (f"<ul class='toc-inner'>{inner}</ul>" if inner else "")
             + "</li>"
         )
@@ -97,7 +103,7 @@ def _contents_html(run_dir: Path, record: dict) -> str:
 
 def _findings_html(run_dir: Path, record: dict) -> str:
     """The Findings box: every notebook's findings, in notebook order, before anything else."""
-    groups = [f for nb in record.get("notebooks", []) for f in read_findings(run_dir, nb["notebook"])]
+    groups = [f for step in _steps(run_dir, record) for f in read_findings(run_dir, step)]
     if not groups:
         return (
             "<div class='findings' id='findings'><h2>Findings</h2><p>No findings yet: the notebooks that compare "
@@ -142,9 +148,14 @@ def build_report(run_dir: str | Path) -> Path:
         if nb.get("error"):
             parts.append(f"<p class='failed'>{_esc(nb['error'])}</p>")
 
-    for nb in record.get("notebooks", []):
-        parts.append(f"<h2 id='{_esc(nb['notebook'])}'>{_esc(nb['notebook'])}</h2>")
-        entries = read_manifest(run_dir, nb["notebook"])
+    for step in _steps(run_dir, record):
+        parts.append(f"<h2 id='{_esc(step)}'>{_esc(step)}</h2>")
+        entries = read_manifest(run_dir, step)
+        if step == "trainings":
+            parts.append(
+                "<p>The refinement trained again on this run's inputs (<code>pmlm trainings</code>), each training "
+                "evaluated on this run's test patients: how much the findings above depend on the training.</p>"
+            )
         if not entries:
             parts.append("<p>This notebook saved no tables or figures.</p>")
         parts += [_artifact_html(run_dir, e) for e in entries]
