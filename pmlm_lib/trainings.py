@@ -318,13 +318,19 @@ def save(base: str | Path, table: pd.DataFrame, data_name: str, metric: str = ev
     return folder
 
 
+def _cohort_name(run: Path) -> str:
+    """The cohort's name as notebook 05's findings give it (runs made before it was recorded: the data source)."""
+    evaluation = run / "results" / "evaluation.json"
+    named = json.loads(evaluation.read_text(encoding="utf-8")).get("cohort") if evaluation.exists() else None
+    return named or json.loads((run / "run.json").read_text(encoding="utf-8")).get("data", "this")
+
+
 def run_trainings(base: str | Path, k: int = 3, reports_dir: str | Path | None = None, console=sys.stderr) -> Path:
     """`pmlm trainings`: the trainings made (or kept), compared, saved into the base run; its folder."""
     base = Path(base).resolve()
     runs = repeat(base, k, reports_dir, console)
     table = across(runs)
-    record = json.loads((base / "run.json").read_text(encoding="utf-8"))
-    save(base, table, record.get("data", "this"))
+    save(base, table, _cohort_name(base))
     for heading_rows in table[table["training"].str.startswith("across")].groupby("setting", sort=False):
         setting, part = heading_rows
         console.write(f"[pmlm] across {k} trainings, {setting} decoding:\n")

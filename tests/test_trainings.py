@@ -85,6 +85,8 @@ def test_a_run_trained_again_is_compared_on_its_patients_and_its_page_says_so(sm
     # the base run's page: the findings across trainings in the Findings box, and the section
     page = (base / "index.html").read_text()
     assert page.index("Across 2 trainings of the refinement") < page.index("id='contents'")
+    cohort = json.loads((base / "results" / "evaluation.json").read_text())["cohort"]
+    assert f"the {cohort} cohort)" in page  # named as notebook 05's findings name it
     assert "patients × 2 trainings" in page and "<h2 id='trainings'>" in page
     assert (reports / "latest").resolve() == base.resolve()  # the trainings are part of the base run
     assert "across 2 trainings" in console.getvalue()
