@@ -16,6 +16,8 @@ import pandas as pd
 
 from .atomic import atomic_write_text, write_json
 
+TRAININGS_STEP = "trainings"  # the outputs `pmlm trainings` saves into a run, beside its notebooks'
+
 
 def check_library() -> None:
     """Stop when the kernel imported pmlm_lib from another checkout than the one running the report

@@ -417,9 +417,11 @@ def _plan_summary(profile: str, data: str | None, overrides: dict, reports_dir: 
 def _drop_trainings_if_changed(run_dir: Path, rerun: list[str], console) -> None:
     """A run whose notebooks 01-05 run again no longer matches the trainings compared on it (`pmlm trainings`):
     their comparison leaves its report page (the training runs themselves stay in their folders)."""
-    manifest = run_dir / "artifacts" / "trainings.json"
+    from .artifacts import TRAININGS_STEP
+
+    manifest = run_dir / "artifacts" / f"{TRAININGS_STEP}.json"
     if manifest.exists() and any(stem[:2] <= "05" for stem in rerun):
-        manifest.replace(manifest.with_name("trainings.json.previous"))
+        manifest.replace(manifest.with_name(f"{manifest.name}.previous"))
         console.write(
             f"[pmlm] {run_dir.name}: the comparison of its trainings no longer matches the run and leaves its report; "
             "run `pmlm trainings` again when the run is done\n"

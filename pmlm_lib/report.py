@@ -12,7 +12,7 @@ import html
 import json
 from pathlib import Path
 
-from .artifacts import read_findings, read_manifest
+from .artifacts import TRAININGS_STEP, read_findings, read_manifest
 from .atomic import atomic_write_text
 
 STYLE = """
@@ -78,7 +78,7 @@ def _notebook_row(nb: dict, planned: dict, asked: dict) -> str:
 def _steps(run_dir: Path, record: dict) -> list[str]:
     """What saved outputs in this run, in order: its notebooks, then `pmlm trainings` where it ran on this run."""
     steps = [nb["notebook"] for nb in record.get("notebooks", [])]
-    return steps + (["trainings"] if (run_dir / "artifacts" / "trainings.json").exists() else [])
+    return steps + ([TRAININGS_STEP] if (run_dir / "artifacts" / f"{TRAININGS_STEP}.json").exists() else [])
 
 
 def _contents_html(run_dir: Path, record: dict) -> str:
@@ -151,7 +151,7 @@ def build_report(run_dir: str | Path) -> Path:
     for step in _steps(run_dir, record):
         parts.append(f"<h2 id='{_esc(step)}'>{_esc(step)}</h2>")
         entries = read_manifest(run_dir, step)
-        if step == "trainings":
+        if step == TRAININGS_STEP:
             parts.append(
                 "<p>The refinement trained again on this run's inputs (<code>pmlm trainings</code>), each training "
                 "evaluated on this run's test patients: how much the findings above depend on the training.</p>"

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation as ev
-from .artifacts import RunFolder, read_manifest
+from .artifacts import TRAININGS_STEP, RunFolder, read_manifest
 from .atomic import write_json
 
-STEP = "trainings"
+STEP = TRAININGS_STEP
 RETRAINED = ("04", "05")  # the notebooks a training runs again; 01-03 are kept from the base run
 # Table 2's LoRA reply model and the greedy-search oracle do not depend on the policy: not made again
 INDEPENDENT_OF_TRAINING = {"finetune_patients": 0, "greedy_patients": 0}
@@ -97,7 +97,7 @@ def _copy_base(base: Path, target: Path) -> None:
         relative = path.relative_to(base)
         if relative.parts[0] in skip_dirs or relative in dropped or path.is_dir():
             continue
-        if relative.name in ("index.html",) or relative.name.startswith("policy.pt"):
+        if relative.name == "index.html" or relative.name.startswith("policy.pt"):
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)
@@ -219,6 +219,7 @@ def combined(d: pd.DataFrame) -> dict:
     df = (a + b) ** 2 / ((a**2 / (k - 1) if k > 1 else 0) + (b**2 / (n - 1) if n > 1 else 0)) if se > 0 else np.inf
     half = float(stats.t.ppf(0.975, df) * se) if se > 0 else 0.0
     mean = float(per_training.mean())
+    own = [_training_ci(wide[c]) for c in wide]  # each training's CI over its patients
     return {
         "n": n,
         "trainings": k,
@@ -228,8 +229,8 @@ def combined(d: pd.DataFrame) -> dict:
         "sd_between_trainings": float(per_training.std(ddof=1)) if k > 1 else np.nan,
         "lowest_training": float(per_training.min()),
         "highest_training": float(per_training.max()),
-        "trainings_above_zero": int(sum(_training_ci(wide[c])[0] > 0 for c in wide)),
-        "trainings_below_zero": int(sum(_training_ci(wide[c])[1] < 0 for c in wide)),
+        "trainings_above_zero": sum(low > 0 for low, _ in own),
+        "trainings_below_zero": sum(high < 0 for _, high in own),
     }
 
 
@@ -331,8 +332,7 @@ def run_trainings(base: str | Path, k: int = 3, reports_dir: str | Path | None =
     runs = repeat(base, k, reports_dir, console)
     table = across(runs)
     save(base, table, _cohort_name(base))
-    for heading_rows in table[table["training"].str.startswith("across")].groupby("setting", sort=False):
-        setting, part = heading_rows
+    for setting, part in table[table["training"].str.startswith("across")].groupby("setting", sort=False):
         console.write(f"[pmlm] across {k} trainings, {setting} decoding:\n")
         for r in part.to_dict(orient="records"):
             console.write(f"  - {sentence(r)}\n")
