@@ -13,6 +13,10 @@ several modes, chosen on validation patients by notebook 04:
 - "greedy_distinct": the most probable word whose type (lower-cased, without punctuation) this
   rollout has not edited yet, so that one favourite word type ("similarity", once per peer) is not
   deleted everywhere.
+
+`protect` names clinical content the policy may not edit ("prediction": the predicted condition;
+"peers": the peers' diagnoses; `prompts.clinical_kinds` finds them): π is a softmax over the other words
+only, in training and at inference, so a protected word is never chosen and costs no probability.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 
 from .edits import apply_edit, edit_rows, word_type
 from .models import device as pick_device
-from .prompts import join, segment
+from .prompts import CLINICAL, clinical_kinds, join, segment
 from .timing import Timer
 
 if TYPE_CHECKING:
@@ -73,9 +77,14 @@ class PromptEditor:
         train_encoder: bool = True,
         timer: Timer | None = None,
         device: str = "auto",
+        protect: tuple[str, ...] | list[str] = (),
     ):
         if embed not in ("every_step", "once"):
             raise ValueError(f"embed must be 'every_step' or 'once', not {embed!r}")
+        unknown = set(protect) - set(CLINICAL)
+        if unknown:
+            raise ValueError(f"protect may name {', '.join(CLINICAL)}, not {', '.join(sorted(unknown))}")
+        self.protect = tuple(k for k in CLINICAL if k in protect)
         if policy.edits_words and not vocabulary:
             raise ValueError(
                 "replace and insert need a vocabulary (edits.vocabulary_from_replies of the training replies)"
@@ -119,6 +128,7 @@ class PromptEditor:
         entropies = [torch.zeros((), device=self.device) for _ in tasks]
         traces = [([], [], []) for _ in tasks]
         deleted_types: list[set[str]] = [set() for _ in tasks]
+        editable = [self.editable(state) for state in states]  # None: every word may be chosen
         rows: list[torch.Tensor] = []  # embed="once": each state's rows, edited along with its words
         if self.embed == "once":
             with self.timer("embedding"):
@@ -132,7 +142,11 @@ class PromptEditor:
             return int(torch.argmax(logp))
 
         for _ in range(n_steps):
-            active = [i for i, words in enumerate(states) if len(words) > self.min_words]  # guard: never empty a prompt
+            active = [  # guard: never empty a prompt, and stop where only protected words are left
+                i
+                for i, words in enumerate(states)
+                if len(words) > self.min_words and (editable[i] is None or any(editable[i]))
+            ]
             if not active:
                 break
             with self.timer("embedding"):
@@ -143,15 +157,18 @@ class PromptEditor:
                 )
             with self.timer("policy"):
                 for i, E in zip(active, embeddings):
-                    logp_words, h = policy.position_and_hidden(E, x_hat[i])
+                    mask = None if editable[i] is None else torch.tensor(editable[i], device=self.device)
+                    logp_words, h = policy.position_and_hidden(E, x_hat[i], mask)
                     allowed = None
                     if choice == "argmax_distinct":
                         allowed = torch.tensor(
                             [word_type(w) not in deleted_types[i] for w in states[i]], device=self.device
                         )
+                        allowed = allowed if mask is None else allowed & mask
                     j = choose(logp_words, allowed)
                     logp = logp_words[j]
-                    entropies[i] = entropies[i] - (logp_words.exp() * logp_words).sum()
+                    finite = logp_words if mask is None else logp_words.masked_fill(~mask, 0.0)  # 0 · log 0 = 0
+                    entropies[i] = entropies[i] - (finite.exp() * finite * (1.0 if mask is None else mask)).sum()
                     logp_ops = policy.operation_logp(h[j])
                     o = choose(logp_ops) if len(policy.operations) > 1 else 0
                     operation, new = policy.operations[o], None
@@ -163,12 +180,25 @@ class PromptEditor:
                     if operation == "delete":
                         deleted_types[i].add(word_type(states[i][j]))
                     states[i] = apply_edit(states[i], j, operation, new)
+                    if editable[i] is not None:  # the flags follow the words (a new word is editable)
+                        flags = editable[i]
+                        editable[i] = (
+                            flags[:j] + flags[j + 1 :]
+                            if operation == "delete"
+                            else flags[: j + 1] + ([True] if operation == "insert" else []) + flags[j + 1 :]
+                        )
                     if self.embed == "once":
                         rows[i] = edit_rows(E, j, operation, None if new is None else self.vocabulary_embeddings[w])
                     for trace, value in zip(traces[i], (j, operation, new)):
                         trace.append(value)
                     logps[i] = logps[i] + logp
         return [Rollout(join(s), *t, lp, h) for s, t, lp, h in zip(states, traces, logps, entropies)]
+
+    def editable(self, words: list[str]) -> list[bool] | None:
+        """Which words of a state the policy may choose (None when nothing is protected)."""
+        if not self.protect:
+            return None
+        return [kind not in self.protect for kind in clinical_kinds("".join(words))]
 
     # ---- inference -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -238,6 +268,7 @@ class PromptEditor:
             "embed": self.embed,
             "operations": list(self.policy.operations),
             "train_encoder": self.train_encoder,
+            "protect": list(self.protect),
         }
 
 
@@ -261,6 +292,7 @@ def load_editor(checkpoint: str | Path, encoder, embedder=None, device: str = "a
         vocabulary=state["vocabulary"],
         train_encoder=settings["train_encoder"],
         device=device,
+        protect=settings.get("protect", ()),  # checkpoints made before protection existed protect nothing
     )
     editor.train(False)
     return editor

@@ -94,6 +94,39 @@ def join(words: list[str]) -> str:
     return "".join(words).strip()
 
 
+# The clinical content of s_0: the predicted condition and each peer's diagnosis, as the templates place them.
+# Each pattern is its template with the placeholder as a group, so a changed template changes it too.
+CLINICAL = ("prediction", "peers")
+
+
+def _span_pattern(template: str, field: str) -> re.Pattern:
+    before, after = template.split("{" + field + "}")
+    after = after.split("{")[0]  # up to the next placeholder (the peer line's similarity)
+    return re.compile(re.escape(before) + r"(.+?)" + re.escape(after))
+
+
+_SPANS = {
+    "prediction": _span_pattern(TEMPLATES["coarse_prediction"], "prediction"),
+    "peers": _span_pattern(TEMPLATES["coarse_peer"], "label"),
+}
+
+
+def clinical_kinds(prompt: str) -> list[str | None]:
+    """For each word of `segment(prompt)`: "prediction" inside the predicted condition, "peers" inside
+    a peer's diagnosis, None elsewhere (the words that the refinement may delete without changing what
+    the prompt says about the patient)."""
+    text = prompt.lstrip()
+    marks: list[tuple[int, int, str]] = [
+        (m.start(1), m.end(1), kind) for kind, pattern in _SPANS.items() for m in pattern.finditer(text)
+    ]
+    kinds, at = [], 0
+    for word in segment(text):
+        core_start, core_end = at, at + len(word.rstrip())
+        kinds.append(next((k for s, e, k in marks if core_start < e and core_end > s), None))
+        at += len(word)
+    return kinds
+
+
 def coarse_prompts(predicted: pd.Series, peers: pd.DataFrame, k: int) -> pd.DataFrame:
     """s_0 of every patient: the predicted label and the top-k peers (from retrieval.peer_table)."""
     import pandas as pd

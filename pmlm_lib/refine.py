@@ -12,7 +12,8 @@ the controls (`controls`), the edit helpers (`edits`). This module holds the tra
 
 Beyond the paper, each a RefineConfig field: policy updates per mini-batch of episodes instead of
 once per epoch; a reward baseline (a running mean; a per-patient expectation from the s_0 answer's
-score; or the patient's own random-deletion reward); an entropy bonus; random deletion of n words
+score; the patient's own random-deletion reward; or, with several rollouts of each patient per
+update, the mean reward of her other rollouts, as RLOO); an entropy bonus; random deletion of n words
 scored on the same patients, so that each epoch shows the policy's gain over random deletion, not
 only over s_0. Every episode is logged; a checkpoint is written after each epoch, and training
 resumes from it with the same result as an uninterrupted run; the training time is split into
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # pandas is imported where tables are made, not at import tim
     import pandas as pd
 
 TIMED = ("answers", "reward", "embedding", "policy", "update")  # where training time goes
-BASELINES = ("none", "mean", "s0_score", "random")
+BASELINES = ("none", "mean", "s0_score", "random", "group")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RefineConfig:
     epochs: int = 5
     patients_per_epoch: int | None = None  # a sample of training patients per epoch (None: all)
     batch_size: int | None = None  # episodes per policy update (None: one update per epoch, as Algorithm 1)
+    group_size: int = 1  # rollouts of each sampled patient per epoch (episodes per epoch: patients × group_size)
     baseline: str = "none"  # one of BASELINES (see Baseline)
     entropy_bonus: float = 0.0  # weight of the policy's entropy in the loss (keeps it exploring)
     random_control: bool = True  # score random deletion of n words once per pool patient: policy − random per epoch
@@ -57,6 +59,15 @@ class RefineConfig:
             raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, not {self.baseline!r}")
         if self.baseline == "random" and not self.random_control:
             raise ValueError("baseline 'random' needs random_control=True (the patient's random-deletion reward)")
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be at least 1, not {self.group_size}")
+        if self.baseline == "group" and self.group_size < 2:
+            raise ValueError("baseline 'group' compares each rollout with the patient's others: group_size must be ≥ 2")
+        if self.batch_size and self.batch_size % self.group_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of group_size {self.group_size} "
+                "(a patient's rollouts are one group of one update)"
+            )
 
 
 @dataclass
@@ -75,7 +86,10 @@ class Baseline:
       fitted on all earlier episodes (from the log, so a resumed run computes the same): a patient
       whose s_0 answer scored low gains from almost any edit, and this removes that part;
     - "random": the patient's own reward for random deletion of n words (the random control), so
-      that the policy is pushed to beat random deletion rather than s_0.
+      that the policy is pushed to beat random deletion rather than s_0;
+    - "group": with group_size rollouts of each patient in the update, the mean reward of the patient's
+      other rollouts (leave-one-out, as RLOO): what the patient and the s_0 answer contribute cancels,
+      and only which words this rollout edited, compared with her other rollouts, moves the policy.
     """
 
     def __init__(self, kind: str):
@@ -94,11 +108,25 @@ class Baseline:
             return y.mean() + slope * (result.before - x.mean())
         if self.kind == "random":
             return np.array([random_reward[e.patient_id] for e in episodes])
+        if self.kind == "group":
+            return leave_one_out([e.patient_id for e in episodes], result.reward)
         return np.zeros(len(episodes))
 
     def update(self, result: RewardResult) -> None:
         mean = float(result.reward.mean())
         self.running = mean if self.running is None else 0.8 * self.running + 0.2 * mean
+
+
+def leave_one_out(groups: list, values: np.ndarray) -> np.ndarray:
+    """For each value, the mean of the other values of its group (0 for a group of one)."""
+    values = np.asarray(values, dtype=float)
+    out = np.zeros(len(values))
+    for g in set(groups):
+        members = [i for i, x in enumerate(groups) if x == g]
+        if len(members) > 1:
+            total = values[members].sum()
+            out[members] = (total - values[members]) / (len(members) - 1)
+    return out
 
 
 def batches(items: list, size: int | None) -> list[list]:
@@ -182,6 +210,7 @@ class Refiner:
             if cfg.patients_per_epoch is None or cfg.patients_per_epoch >= len(episodes)
             else [episodes[i] for i in rng.permutation(len(episodes))[: cfg.patients_per_epoch]]
         )
+        chosen = [e for e in chosen for _ in range(cfg.group_size)]  # a patient's rollouts side by side
         self.editor.train(True)
         return torch.Generator().manual_seed(epoch_seed), chosen
 

@@ -266,7 +266,7 @@ def test_inference_modes_need_no_responder_and_differ_as_documented(embedder):
         editor.policy.net[0].weight.zero_()
         editor.policy.net[0].bias.zero_()
     favourite = embedder.embed([["similarity"]])[0][0]
-    editor.policy.position_and_hidden = lambda E, x: (
+    editor.policy.position_and_hidden = lambda E, x, allowed=None: (
         torch.log_softmax(10 * torch.nn.functional.cosine_similarity(E, favourite[None]), 0),
         torch.zeros(len(E), 256),
     )
