@@ -100,6 +100,30 @@ class CaseData:
         words = list(row["words"]) if "words" in row else None
         return edits.mark_edits(row["coarse_prompt"], list(row["positions"]), ops, words)
 
+    def edit_note(self, pid: str) -> str:
+        """How this patient's edits compare with the template edit (the policy's most common edit set), and
+        whether they cut clinical content."""
+        from . import personalization
+
+        if getattr(self, "_edit_profile", None) is None:
+            self._edit_profile = personalization.profile(self.refined)
+        prof = self._edit_profile
+        mine, template = prof.loc[pid, "edit_set"], personalization.template_edit(prof)
+        share = float((prof["edit_set"] == template).mean())
+        same = (
+            f"the same as the template edit, which {100 * share:.0f}% of the test prompts got"
+            if mine == template
+            else f"not the template edit ({personalization.describe(template)}, on {100 * share:.0f}% of the "
+            "test prompts)"
+        )
+        cut = int(prof.loc[pid, "prediction_words_cut"]), int(prof.loc[pid, "peer_words_cut"])
+        clinical = (
+            f" They cut {cut[0]} word(s) of the predicted condition and {cut[1]} of the peers' diagnoses."
+            if any(cut)
+            else " They cut no word of the predicted condition or of the peers' diagnoses."
+        )
+        return f"This patient's edits ({personalization.describe(mine)}) are {same}.{clinical}"
+
     def answers(self, pid: str) -> pd.DataFrame:
         """Each responder's answer per system for this patient with its scores: the matched decoding
         (the one the prompts were refined for), else the first seed of the sampled one. Empty when the
@@ -159,6 +183,7 @@ def show(data: CaseData, pid: str) -> None:
             "**Coarse prompt with the policy's edits** (deleted struck through, inserted underlined, with the step)"
         ),
         HTML(_prompt_html(data.marked_prompt(pid))),
+        Markdown(data.edit_note(pid)),
     )
     answers = data.answers(pid)
     if len(answers):
@@ -199,6 +224,7 @@ def save(run, data: CaseData, pid: str, name: str) -> None:
             data.marked_prompt(pid),
         )
     )
+    print(data.edit_note(pid))
     answers = data.answers(pid)
     if len(answers):
         reply = pd.DataFrame(

@@ -85,7 +85,7 @@ def requests_of(stem: str, p: dict, tokens: dict) -> list[Requests]:
     refined = max(1, coarse - n)  # a deleted word is about a token
     if stem.startswith("04"):
         pool = p.get("train_patients") or 1000
-        per_epoch = min(p.get("patients_per_epoch") or pool, pool)
+        per_epoch = min(p.get("patients_per_epoch") or pool, pool) * (p.get("group_size") or 1)
         out = [Requests("s_0 of the training pool", pool, coarse, p["answer_tokens"])]
         if p.get("random_control", True):
             out.append(Requests("random deletion of the pool (the control)", pool, refined, p["answer_tokens"]))
@@ -110,6 +110,7 @@ def requests_of(stem: str, p: dict, tokens: dict) -> list[Requests]:
             "without PP": tokens["no_peers"],
             "s_0": coarse,
             "random deletion": refined,
+            "template edit": refined,
         }
         out = [Requests(f"matched: {system}", n_eval, t, answer) for system, t in matched.items()]
         seeds = p.get("sampled_seeds") or []

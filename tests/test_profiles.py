@@ -54,11 +54,11 @@ def test_the_plan_counts_the_answers_each_notebook_will_request():
     by = {p.notebook: {r.what.split(":")[0]: r.answers for r in p.requests} for p in plan["notebooks"]}
     smoke = load_profile("smoke")["parameters"]
     r4, r5 = smoke["04_rl_refinement"], smoke["05_evaluation"]
-    assert by["04_rl_refinement"]["RL episodes"] == r4["epochs"] * r4["patients_per_epoch"]
+    assert by["04_rl_refinement"]["RL episodes"] == r4["epochs"] * r4["patients_per_epoch"] * r4.get("group_size", 1)
     assert by["04_rl_refinement"]["s_0 of the training pool"] == r4["train_patients"]
     assert by["05_evaluation"]["matched"] == 5 and sum(
         r.answers for r in plan["notebooks"][4].requests if "sampled" in r.what
-    ) == 5 * 6 * len(r5["sampled_seeds"])
+    ) == 5 * 7 * len(r5["sampled_seeds"])  # before, PMLM, without SP/PP/PR, random deletion, template edit
     assert all(p.minutes > 0 for p in plan["notebooks"])
     # the sampled setting answers the matched setting's prompts again: only its answers are computed
     sampled = [r for r in plan["notebooks"][4].requests if "sampled" in r.what]
