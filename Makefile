@@ -5,7 +5,7 @@ PROFILE ?= default
 RUN    ?=
 ARGS   ?=
 
-.PHONY: setup report test test-fast lint lab strip bench plan trainings
+.PHONY: setup report test test-fast lint lab strip bench plan trainings tune
 setup:
 	@bash scripts/setup_env.sh
 
@@ -14,6 +14,9 @@ report: setup  ## regenerate the whole report on the embedded data (profile: def
 
 trainings: setup  ## train the refinement twice more on the newest run (RUN=name for another) and compare on its patients
 	$(PY) -m pmlm_lib.cli trainings $(if $(RUN),--run $(RUN)) $(ARGS)
+
+tune: setup  ## compare refinement configurations on validation patients: ARGS="--run NAME --config a --config b=FILE.yaml --k 6"
+	$(PY) -m pmlm_lib.cli tune $(ARGS)
 
 plan: setup  ## what the report will ask of the LLMs, and how long it should take here
 	$(PY) -m pmlm_lib.cli plan --profile $(PROFILE) $(ARGS)

@@ -98,6 +98,23 @@ def main(argv: list[str] | None = None) -> int:
         "--k", type=int, default=3, help="trainings in all, the run's own included (default 3: two more trainings)"
     )
 
+    tune = sub.add_parser(
+        "tune",
+        help="train notebook 04 k times per configuration on a run's inputs (01-03 done) and compare the "
+        "configurations on validation patients: mean, sd between trainings, worst training",
+    )
+    tune.add_argument("--run", required=True, help="a run whose notebooks 01-03 finished (a folder under reports/)")
+    tune.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        metavar="NAME[=FILE.yaml]",
+        help="a configuration: NAME alone is the run's own notebook 04; NAME=FILE sets the notebook 04 parameters "
+        "that the YAML file maps (repeat for each configuration)",
+    )
+    tune.add_argument("--k", type=int, default=6, help="trainings per configuration (default 6)")
+    tune.add_argument("--validation-patients", type=int, default=40, help="validation patients (default 40)")
+
     sub.add_parser("profiles", help="list the profiles")
     args = parser.parse_args(argv)
 
@@ -118,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
             except TrainingsError as exc:
                 print(f"pmlm trainings: {exc}", file=sys.stderr)
                 return 1
+            return 0
+        if args.command == "tune":
+            from .pipeline import default_reports_dir
+            from .trainings import TrainingsError
+            from .tuning import compare, configurations_from
+
+            try:
+                _, table = compare(
+                    (default_reports_dir() / args.run).resolve(),
+                    configurations_from(args.config),
+                    args.k,
+                    args.validation_patients,
+                )
+            except TrainingsError as exc:
+                print(f"pmlm tune: {exc}", file=sys.stderr)
+                return 1
+            print(table.round(2).to_string())
             return 0
         if args.command == "profiles":
             for name in available_profiles():
