@@ -17,6 +17,7 @@ import pandas as pd
 from .atomic import atomic_write_text, write_json
 
 TRAININGS_STEP = "trainings"  # the outputs `pmlm trainings` saves into a run, beside its notebooks'
+TRAININGS_RESULTS = "trainings.json"  # in the run's results/: every training's row and the rows across them
 
 
 def check_library() -> None:

@@ -8,11 +8,12 @@ profile, parameters, seeds, package versions, model identities and checksums.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import json
 from pathlib import Path
 
-from .artifacts import TRAININGS_STEP, read_findings, read_manifest
+from .artifacts import TRAININGS_RESULTS, TRAININGS_STEP, read_findings, read_manifest
 from .atomic import atomic_write_text
 
 STYLE = """
@@ -113,7 +114,48 @@ def _findings_html(run_dir: Path, record: dict) -> str:
         f"<h3>{_esc(g['heading'])}</h3><ul>" + "".join(f"<li>{_esc(s)}</li>" for s in g["sentences"]) + "</ul>"
         for g in groups
     )
+    body += f"<h3>What one training is worth</h3><p>{_esc(training_spread(run_dir, record))}</p>"
     return f"<div class='findings' id='findings'><h2>Findings</h2>{body}</div>"
+
+
+def training_spread(run_dir: Path, record: dict) -> str:
+    """The spread between trainings measured for this run's profile: from the newest `pmlm trainings` of a
+    run of the same profile beside it (this one included), or a sentence saying it is not measured yet."""
+    measured = []
+    for path in Path(run_dir).resolve().parent.glob(f"*/results/{TRAININGS_RESULTS}"):
+        other = path.parent.parent / "run.json"
+        if path.parent.parent.is_symlink():  # reports/latest: the run it points at is found by its own name
+            continue
+        if other.exists() and json.loads(other.read_text(encoding="utf-8")).get("profile") == record.get("profile"):
+            measured.append(path)
+    lead = (
+        "Each interval above covers this run's test patients for the one policy this run trained; another training "
+        "of the same profile can land elsewhere. "
+    )
+    if not measured:
+        return lead + (
+            f"The spread between trainings of the profile '{record.get('profile')}' is not measured yet: "
+            "`make trainings` trains the refinement again on this run and measures it."
+        )
+    newest = max(measured, key=lambda p: p.stat().st_mtime)
+    rows = [
+        r for r in json.loads(newest.read_text(encoding="utf-8")) if str(r.get("training", "")).startswith("across")
+    ]
+    when = dt.date.fromtimestamp(newest.stat().st_mtime).isoformat()
+    parts = [
+        f"PMLM − {r['PMLM against']} ({r['setting']}): sd {r['sd_between_trainings']:.1f} between trainings, "
+        f"their means {r['lowest_training']:+.1f} to {r['highest_training']:+.1f}, "
+        f"{int(r.get('trainings_mean_below_zero', 0))} of {int(r['trainings'])} below zero"
+        for r in rows
+        if r["PMLM against"] in ("without PR (s_0)", "random deletion")
+    ]
+    run = newest.parent.parent.name
+    return lead + (
+        f"Measured for the profile '{record.get('profile')}' by `pmlm trainings` on run {run} ({when}, "
+        f"{int(rows[0]['trainings'])} trainings, {int(rows[0]['n'])} test patients): " + "; ".join(parts) + "."
+        if rows
+        else f"The newest trainings of this profile ({run}) hold no comparison across trainings."
+    )
 
 
 def build_report(run_dir: str | Path) -> Path:

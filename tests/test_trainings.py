@@ -41,6 +41,13 @@ def test_the_combined_interval_widens_with_the_spread_between_trainings():
     per_patient = (3.0 + patients + noise).mean(axis=1)
     own = 2 * 2.0 * per_patient.std(ddof=1) / np.sqrt(60)
     assert width(agreeing) >= 0.95 * own
+    # the two-level bootstrap widens with the spread too, and holds the mean
+    boot = lambda r: r["bootstrap_high"] - r["bootstrap_low"]  # noqa: E731
+    assert boot(disagreeing) > 2 * boot(agreeing)
+    for r in (agreeing, disagreeing):
+        assert r["bootstrap_low"] < r["mean_difference"] < r["bootstrap_high"]
+    hurting = combined(_difference_table(patients + noise + np.array([[-3.0, 2.0, 4.0]])))
+    assert hurting["trainings_mean_below_zero"] == 1 and agreeing["trainings_mean_below_zero"] == 0
 
 
 def test_trainings_of_one_seed_get_their_own_seeds():
@@ -88,6 +95,9 @@ def test_a_run_trained_again_is_compared_on_its_patients_and_its_page_says_so(sm
     cohort = json.loads((base / "results" / "evaluation.json").read_text())["cohort"]
     assert f"the {cohort} cohort)" in page  # named as notebook 05's findings name it
     assert "patients × 2 trainings" in page and "<h2 id='trainings'>" in page
+    # what one training is worth: the spread measured for the profile, in the Findings box
+    spread = page[page.index("What one training is worth") : page.index("id='contents'")]
+    assert "by `pmlm trainings` on run base" in spread and "sd " in spread and "of 2 below zero" in spread
     assert (reports / "latest").resolve() == base.resolve()  # the trainings are part of the base run
     assert "across 2 trainings" in console.getvalue()
 
