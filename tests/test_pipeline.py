@@ -35,6 +35,9 @@ def test_report_page_shows_findings_first_contents_and_what_the_notebooks_produc
         < page.index("<h2 id='01_data_filtering'>")
     )
     assert "PMLM beats" in page or "do not differ by more than" in page
+    # what one training is worth: no `pmlm trainings` of the smoke profile beside this run yet
+    worth = page[page.index("What one training is worth") : page.index("id='contents'")]
+    assert "is not measured yet" in worth and "make trainings" in worth
     assert "&lt;NA&gt;" not in page and "<NA>" not in page and ">nan<" not in page
     manifest = json.loads((run_dir / "artifacts" / "01_data_filtering.json").read_text())["artifacts"]
     assert {a["name"] for a in manifest} >= {"cohort_summary", "filter_log", "label_counts_by_split", "missingness"}
@@ -88,7 +91,8 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
             assert (run_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
     for setting in ("matched", "sampled"):
         table3 = pd.read_csv(run_dir / "tables" / f"table3_{setting}.csv", index_col=0)
-        assert list(table3.index) == ["without SP", "without PP", "without PR (s_0)", "random deletion", "PMLM"]
+        expected = ["without SP", "without PP", "without PR (s_0)", "random deletion", "template edit", "PMLM"]
+        assert list(table3.index) == expected
         assert all("±" in v for v in table3["BERTScore-F1"]) and set(table3["patients × seeds"]) == {
             "4 × 1" if setting == "matched" else "4 × 2"
         }
@@ -117,6 +121,22 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
 
     assert result["inference"]["mode"] == choose_mode(modes) and len(modes) == 4
     assert "[-" in (run_dir / "texts" / "refined_prompt_example.txt").read_text()
+    # how personal the edits are, what they cut (the smoke profile protects the clinical words: nothing), and the
+    # template edit that Table 3 applies to every patient, which is one of the refined prompts' own edit sets
+    personal = result["personalization"]
+    test_patients = int((pd.read_csv(run_dir / "split.csv")["split"] == "test").sum())
+    assert personal["prompts"] == test_patients > 0
+    assert 1 <= personal["distinct_edit_sets"] <= personal["prompts"] and 0 < personal["share_most_common"] <= 1
+    assert personal["share_prediction_cut"] == 0 and personal["share_peer_diagnosis_cut"] == 0
+    assert result["protect"] == ["prediction", "peers"]
+    from pmlm_lib.personalization import apply_edit_set, profile
+
+    refined = pd.read_parquet(run_dir / "refined_prompts.parquet")
+    template = frozenset(tuple(e) for e in result["template_edit"])
+    assert template in set(profile(refined)["edit_set"])
+    one = next(p for p, e in profile(refined)["edit_set"].items() if e == template)
+    assert apply_edit_set(refined.loc[one, "coarse_prompt"], template) == refined.loc[one, "refined_prompt"]
+    assert (run_dir / "tables" / "edit_sets.csv").exists() and (run_dir / "tables" / "personalization.csv").exists()
     # the findings: one sentence per comparison, each with its interval and sample size
     findings = json.loads((run_dir / "artifacts" / "05_evaluation.json").read_text())["findings"]
     sentences = [s for f in findings for s in f["sentences"]]
@@ -298,7 +318,7 @@ def test_a_hospital_export_runs_as_it_comes(tmp_path):
     )
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok" and record["profile"] == str(profile) and len(record["notebooks"]) == 7
-    assert record["parameters"]["04_rl_refinement"]["baseline"] == "s0_score"  # from the default profile it extends
+    assert record["parameters"]["04_rl_refinement"]["lr"] == 0.01  # from the default profile it extends
     scored = pd.read_parquet(run_dir / "answers_scored.parquet")
     assert scored["patient_id"].str.fullmatch(r"0\d{5}").all()
 
