@@ -55,13 +55,14 @@ def training_seed(base_seed: int, j: int) -> int:
     return base_seed + 1_000_000 * j
 
 
-def _base_record(base: Path) -> dict:
+def finished_record(base: Path, notebooks: tuple[str, ...] = ("01", "02", "03", *RETRAINED)) -> dict:
+    """The run record of `base`, whose `notebooks` (prefixes) must have finished."""
     record_path = base / "run.json"
     if not record_path.exists():
         raise TrainingsError(f"{base} is not a run folder (no run.json): give --run of a finished report")
     record = json.loads(record_path.read_text(encoding="utf-8"))
     done = {nb["notebook"][:2]: nb["status"] for nb in record.get("notebooks", [])}
-    missing = [n for n in ("01", "02", "03", *RETRAINED) if not done.get(n, "").startswith("ok")]
+    missing = [n for n in notebooks if not done.get(n, "").startswith("ok")]
     if missing:
         raise TrainingsError(
             f"{base}: notebooks {', '.join(missing)} did not finish in this run; finish it first "
@@ -116,7 +117,7 @@ def repeat(base: str | Path, k: int, reports_dir: str | Path | None = None, cons
     base = Path(base).resolve()
     if k < 2:
         raise TrainingsError(f"k = {k}: comparing trainings needs at least 2 (the base run and one more)")
-    record = _base_record(base)
+    record = finished_record(base)
     seed = int(record.get("seeds", {}).get("04_rl_refinement") or 0)
     given = record.get("parameters", {}).get("04_rl_refinement", {}).get("training_seed")
     if given is not None and given != seed:

@@ -26,24 +26,12 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_json
-from .trainings import BASE_RECORD, TrainingsError, copy_inputs, inputs_of, training_seed
+from .trainings import BASE_RECORD, TrainingsError, copy_inputs, finished_record, inputs_of, training_seed
 
 KEPT = ("01", "02", "03")
 STEP = "04_rl_refinement"
 VALIDATED = ("s_0", "random deletion")
 PERSONAL = ("distinct_edit_sets", "share_most_common", "share_prediction_cut", "share_peer_diagnosis_cut")
-
-
-def _inputs_record(base: Path) -> dict:
-    record_path = base / "run.json"
-    if not record_path.exists():
-        raise TrainingsError(f"{base} is not a run folder (no run.json): give --run of a report")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    done = {nb["notebook"][:2]: nb["status"] for nb in record.get("notebooks", [])}
-    missing = [n for n in KEPT if not done.get(n, "").startswith("ok")]
-    if missing:
-        raise TrainingsError(f"{base}: notebooks {', '.join(missing)} did not finish; run them first")
-    return record
 
 
 def train(
@@ -59,7 +47,7 @@ def train(
     from .pipeline import run_report
 
     base = Path(base).resolve()
-    record = _inputs_record(base)
+    record = finished_record(base, KEPT)
     seed = int(record.get("seeds", {}).get(STEP) or record.get("parameters", {}).get(STEP, {}).get("seed") or 0)
     target = Path(reports_dir or base.parent) / f"{base.name}-tune-{name}-{j}"
     wanted = training_seed(seed, j)
