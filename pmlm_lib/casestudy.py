@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
@@ -100,14 +101,19 @@ class CaseData:
         words = list(row["words"]) if "words" in row else None
         return edits.mark_edits(row["coarse_prompt"], list(row["positions"]), ops, words)
 
+    @cached_property
+    def edit_profile(self) -> pd.DataFrame:
+        """Every refined test prompt's edit set and clinical cuts (computed once per explorer)."""
+        from .personalization import profile
+
+        return profile(self.refined)
+
     def edit_note(self, pid: str) -> str:
         """How this patient's edits compare with the template edit (the policy's most common edit set), and
         whether they cut clinical content."""
         from . import personalization
 
-        if getattr(self, "_edit_profile", None) is None:
-            self._edit_profile = personalization.profile(self.refined)
-        prof = self._edit_profile
+        prof = self.edit_profile
         mine, template = prof.loc[pid, "edit_set"], personalization.template_edit(prof)
         share = float((prof["edit_set"] == template).mean())
         same = (
