@@ -10,19 +10,20 @@ setup:
 	@bash scripts/setup_env.sh
 
 report: setup  ## regenerate the whole report on the embedded data (profile: default)
-	$(PY) -m pmlm_lib.cli report --profile $(PROFILE) $(if $(RUN),--run $(RUN)) $(ARGS)
+	$(PY) -m pmlm_lib.workbench.cli report --profile $(PROFILE) $(if $(RUN),--run $(RUN)) $(ARGS)
 
 trainings: setup  ## train the refinement twice more on the newest run (RUN=name for another) and compare on its patients
-	$(PY) -m pmlm_lib.cli trainings $(if $(RUN),--run $(RUN)) $(ARGS)
+	$(PY) -m pmlm_lib.workbench.cli trainings $(if $(RUN),--run $(RUN)) $(ARGS)
 
 tune: setup  ## compare refinement configurations on validation patients: ARGS="--run NAME --config a --config b=FILE.yaml --k 6"
-	$(PY) -m pmlm_lib.cli tune $(ARGS)
+	$(PY) -m pmlm_lib.workbench.cli tune $(ARGS)
 
 plan: setup  ## what the report will ask of the LLMs, and how long it should take here
-	$(PY) -m pmlm_lib.cli plan --profile $(PROFILE) $(ARGS)
+	$(PY) -m pmlm_lib.workbench.cli plan --profile $(PROFILE) $(ARGS)
 
 lint: setup  ## ruff on the library, the tests and the notebooks
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: lint  ## the whole test suite (lint, unit tests, the smoke pipeline, the browser test)
 	$(PY) -m pytest -q $(ARGS)
@@ -32,11 +33,11 @@ test-fast: lint  ## lint and unit tests only
 
 lab: setup  ## JupyterLab on notebooks/, reading the newest complete run (reports/latest; a smoke run first if there is none)
 	@[ -e reports/latest ] || { echo "No report yet: running the smoke profile first (a few minutes) so that the notebooks have a run to read." >&2; \
-	  $(PY) -m pmlm_lib.cli report --profile smoke; }
+	  $(PY) -m pmlm_lib.workbench.cli report --profile smoke; }
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 strip: setup  ## remove outputs from stored notebooks (keeps tags such as `parameters`)
-	$(PY) -m pmlm_lib.notebook_hygiene --strip notebooks/*.ipynb
+	$(PY) -m pmlm_lib.workbench.notebook_hygiene --strip notebooks/*.ipynb
 
 bench: setup  ## speed and memory side by side -> reports/bench/bench.md (the report part runs the default report twice)
-	$(PY) -m pmlm_lib.cli bench $(ARGS)
+	$(PY) -m pmlm_lib.workbench.cli bench $(ARGS)

@@ -15,14 +15,14 @@ def needs_public_data(*parts):
 
 @pytest.fixture(scope="session")
 def small_cohort():
-    from pmlm_lib import synthetic
+    from pmlm_lib.data import synthetic
 
     return synthetic.generate(n_patients=250, seed=3)
 
 
 @pytest.fixture(scope="session")
 def default_cohort():
-    from pmlm_lib.sources import synthetic_cohort
+    from pmlm_lib.data.sources import synthetic_cohort
 
     return synthetic_cohort(seed=0, n_patients=2373, raw=False)
 
@@ -33,7 +33,7 @@ def smoke_run(tmp_path_factory):
     (reports folder, run folder, what the console showed)."""
     import io
 
-    from pmlm_lib.pipeline import run_report
+    from pmlm_lib.workbench.pipeline import run_report
 
     reports = tmp_path_factory.mktemp("reports")
     console = io.StringIO()

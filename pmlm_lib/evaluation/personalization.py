@@ -1,0 +1,156 @@
+"""How personal the refinement's edits are, and what clinical content they cut.
+
+The policy reads the patient (x̂) and every word in context, yet a trained policy can edit most patients
+alike: the same phrase and the same few "similarity" words deleted from every prompt. Then the
+refinement is a *template edit*, and what it adds per patient is nothing. This module says, for a set of
+refined prompts:
+
+- each prompt's **edit set**: what was edited, named by the s_0 word's type and its occurrence among the
+  words of that type (("similarity", 3): the third "similarity" of the prompt), so that the same edit of
+  two patients' prompts is the same set although their prompts differ;
+- how many **distinct edit sets** the prompts got, and the share of the most common one;
+- the **template edit**: the most common edit set, which `apply_edit_set` applies unchanged to any
+  patient's s_0 (the control "template edit" of notebook 05: PMLM − template edit is what the
+  per-patient part of the refinement adds);
+- how often the edits **cut clinical content**: a word of the predicted condition, or of a peer's diagnosis
+  ("uterine rupture" made "rupture"), which `prompts.clinical_kinds` locates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from pmlm_lib.data.prompts import clinical_kinds, join, segment
+from pmlm_lib.method.refine.word_edits import apply_edit, word_type
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Edit = tuple  # (operation, word type, occurrence, new word or None)
+
+
+def _occurrences(words: list[str]) -> list[tuple[str, int]]:
+    seen: Counter = Counter()
+    out = []
+    for w in words:
+        t = word_type(w)
+        seen[t] += 1
+        out.append((t, seen[t]))
+    return out
+
+
+def edit_set(prompt: str, positions: list[int], operations: list | None = None, words: list | None = None):
+    """The edits of one rollout as a frozenset of (operation, type, occurrence, new word) of s_0's words,
+    and the s_0 word indices that were deleted or replaced."""
+    state = segment(prompt)
+    names = _occurrences(state)
+    alive: list[int | None] = list(range(len(state)))  # s_0 index of each word of the state (None: a new word)
+    edits, touched = set(), []
+    for j, operation, new in zip(
+        positions, operations or ["delete"] * len(positions), words or [None] * len(positions)
+    ):
+        origin = alive[j]
+        name = names[origin] if origin is not None else ("<new word>", 0)
+        edits.add((operation, *name, new))
+        if origin is not None and operation in ("delete", "replace"):
+            touched.append(origin)
+        state = apply_edit(state, j, operation, new)
+        if operation == "delete":
+            alive.pop(j)
+        elif operation == "replace":
+            alive[j] = None
+        else:
+            alive.insert(j + 1, None)
+    return frozenset(edits), touched
+
+
+def apply_edit_set(prompt: str, edits) -> str:
+    """The same edits on another s_0: each named word that this prompt has is deleted, replaced, or has a
+    word inserted after it; names it lacks (a prompt with fewer peers) are skipped."""
+    state = segment(prompt)
+    index = {name: i for i, name in enumerate(_occurrences(state))}
+    planned = sorted(((index[(t, k)], op, new) for op, t, k, new in edits if (t, k) in index), reverse=True)
+    for i, op, new in planned:  # from the end, so that earlier indices stay valid
+        state = apply_edit(state, i, op, new)
+    return join(state)
+
+
+def describe(edits) -> str:
+    """An edit set for people: 'delete the, medical, similarity (1st, 3rd)'."""
+    by_word: dict[tuple[str, str | None], list[int]] = {}
+    for op, t, k, new in sorted(edits, key=lambda e: (e[0], e[1], e[2])):
+        by_word.setdefault((op, t, new), []).append(k)
+    parts = []
+    for (op, t, new), ks in by_word.items():
+        where = "" if ks == [1] else f" ({', '.join(_ordinal(k) for k in ks)})"
+        parts.append(f"{op} {t!r}{where}" + (f" → {new!r}" if new else ""))
+    return "; ".join(parts) if parts else "no edit"
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
+def profile(refined: pd.DataFrame) -> pd.DataFrame:
+    """One row per refined prompt (notebook 04's table: coarse_prompt, positions, operations, words): its
+    edit set, and how many words of the predicted condition and of the peers' diagnoses it cut."""
+    import pandas as pd
+
+    rows = {}
+    for pid, r in refined.iterrows():
+        ops = list(r["operations"]) if "operations" in r and r["operations"] is not None else None
+        new = list(r["words"]) if "words" in r and r["words"] is not None else None
+        edits, touched = edit_set(r["coarse_prompt"], list(r["positions"]), ops, new)
+        kinds = clinical_kinds(r["coarse_prompt"])
+        rows[pid] = {
+            "edit_set": edits,
+            "prediction_words_cut": sum(kinds[i] == "prediction" for i in touched),
+            "peer_words_cut": sum(kinds[i] == "peers" for i in touched),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("patient_id")
+
+
+def top_edit_sets(edits: pd.DataFrame, top: int = 5) -> pd.DataFrame:
+    """The `top` most common edit sets of a profile: what each edits, on how many prompts, which share."""
+    import pandas as pd
+
+    counts = Counter(edits["edit_set"]).most_common(top)
+    return pd.DataFrame(
+        [{"edits": describe(e), "prompts": n, "share": n / len(edits)} for e, n in counts],
+        index=pd.RangeIndex(1, len(counts) + 1, name="rank"),
+    )
+
+
+def template_edit(edits: pd.DataFrame):
+    """The most common edit set of a profile (ties: the one met first)."""
+    return Counter(edits["edit_set"]).most_common(1)[0][0]
+
+
+def summary(edits: pd.DataFrame) -> dict:
+    """How personal the edits are and what they cut, over the prompts of a profile."""
+    counts = Counter(edits["edit_set"])
+    top, top_n = counts.most_common(1)[0]
+    two = sum(n for _, n in counts.most_common(2))
+    return {
+        "prompts": len(edits),
+        "distinct_edit_sets": len(counts),
+        "share_most_common": round(top_n / len(edits), 3),
+        "share_two_most_common": round(two / len(edits), 3),
+        "most_common": describe(top),
+        "share_prediction_cut": round(float((edits["prediction_words_cut"] > 0).mean()), 3),
+        "share_peer_diagnosis_cut": round(float((edits["peer_words_cut"] > 0).mean()), 3),
+        "clinical_words_cut_per_prompt": round(
+            float((edits["prediction_words_cut"] + edits["peer_words_cut"]).mean()), 2
+        ),
+    }
+
+
+def sentence(s: dict) -> str:
+    """The summary as one sentence for the Findings."""
+    return (
+        f"Of {s['prompts']} refined prompts, {s['distinct_edit_sets']} distinct edit sets; the most common one "
+        f"({s['most_common']}) edits {100 * s['share_most_common']:.0f}% of them. The edits cut a word of the "
+        f"predicted condition in {100 * s['share_prediction_cut']:.0f}% of the prompts and of some peer's diagnosis in "
+        f"{100 * s['share_peer_diagnosis_cut']:.0f}%."
+    )

@@ -1,0 +1,114 @@
+"""What notebooks 04-07 read from the run folder, loaded in one place.
+
+    inputs = RunInputs.load(run)          # cohort, split, predictions, peers, coarse prompts, encoder
+    inputs.refined, inputs.editor()       # notebook 04's refined test prompts and trained policy
+    inputs.decoding, inputs.inference     # the responder's decoding and the inference mode chosen in 04
+
+Each file is read where it was written, with patient ids as text (a hospital's numeric ids keep their
+leading zeros), and a missing file names the notebook that makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pmlm_lib.data.representation import Standardizer, concatenated
+from pmlm_lib.data.sources import filtered_cohort
+from pmlm_lib.llm.responders import Decoding
+from pmlm_lib.method import retrieval
+from pmlm_lib.method.refine.editor import load_editor
+
+
+@dataclass
+class RunInputs:
+    run: object
+    cohort: object
+    split: pd.Series
+    predictions: pd.DataFrame
+    peers: pd.DataFrame
+    coarse: pd.Series
+    k: int
+    encoder: retrieval.PatientEncoder
+    standardizer: Standardizer
+    max_visits: int
+    encoder_mode: str
+    refinement: dict | None = None  # notebook 04's record (decoding, inference mode, ...)
+    refined: pd.DataFrame | None = None  # notebook 04's refined test prompts
+    device: str = "auto"  # where the trained policy runs ("auto": CUDA when present)
+    _editor: object = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, run, refinement: bool = True, device: str = "auto") -> RunInputs:
+        """The outputs of notebooks 01-03, and of 04 when `refinement` (a missing one is an error)."""
+        cohort, split = filtered_cohort(run)
+        encoder, standardizer, meta = retrieval.load_encoder(run.require("encoder.pt", made_by="03_peer_retrieval"))
+        inputs = cls(
+            run=run,
+            cohort=cohort,
+            split=split,
+            predictions=pd.read_parquet(run.require("predictions.parquet", made_by="02_predictor_study")),
+            peers=pd.read_parquet(run.require("peers.parquet", made_by="03_peer_retrieval")),
+            coarse=pd.read_parquet(run.require("coarse_prompts.parquet", made_by="03_peer_retrieval"))["prompt"],
+            k=run.read_record("peer_retrieval", made_by="03_peer_retrieval")["k"],
+            encoder=encoder,
+            standardizer=standardizer,
+            max_visits=meta["max_visits"],
+            encoder_mode=meta["mode"],
+            device=device,
+        )
+        if refinement:
+            inputs.refinement = run.read_record("rl_refinement", made_by="04_rl_refinement")
+            inputs.refined = pd.read_parquet(run.require("refined_prompts.parquet", made_by="04_rl_refinement"))
+        return inputs
+
+    # ---- views ----------------------------------------------------------------------------------
+    @property
+    def template_edit(self) -> frozenset | None:
+        """The policy's most common edit set of the test prompts (notebook 04; None for runs made before it)."""
+        named = (self.refinement or {}).get("template_edit")
+        return None if named is None else frozenset(tuple(e) for e in named)
+
+    @property
+    def labels(self) -> pd.Series:
+        return self.cohort.by_patient("label")
+
+    @property
+    def replies(self) -> pd.Series:
+        return self.cohort.by_patient("reference_reply")
+
+    def ids(self, part: str) -> list[str]:
+        """The patients of one split ("train", "validation" or "test")."""
+        return list(self.split[self.split == part].index)
+
+    def x_prime(self, patient_ids: list[str]) -> np.ndarray:
+        """x' of these patients (the encoder's input), rows in their order."""
+        return concatenated(self.cohort, patient_ids, self.max_visits, self.standardizer)
+
+    # ---- what notebook 04 decided -----------------------------------------------------------------
+    @property
+    def decoding(self) -> Decoding:
+        """The decoding the prompts were refined for (notebook 04's)."""
+        return Decoding(**self.refinement["decoding"])
+
+    @property
+    def inference(self) -> dict:
+        """The inference mode chosen in notebook 04, with its seed and samples."""
+        return self.refinement["inference"]
+
+    def editor(self):
+        """The trained policy (notebook 04's checkpoint), loaded once."""
+        if self._editor is None:
+            self._editor = load_editor(
+                self.run.require("policy.pt", made_by="04_rl_refinement"), self.encoder, device=self.device
+            )
+        return self._editor
+
+    def edit(self, patient_ids: list[str], prompts, n_steps: int | None = None) -> pd.Series:
+        """Other prompts of these patients edited by the trained policy in the chosen mode (ablations, sweeps)."""
+        mode = self.inference
+        return self.editor().edit_prompts(
+            patient_ids, prompts, self.x_prime(patient_ids), mode["mode"], mode["seed"], mode["samples"], n_steps
+        )

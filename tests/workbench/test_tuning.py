@@ -1,0 +1,70 @@
+"""`pmlm tune`: configurations of the refinement compared on validation patients, training by training."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from pmlm_lib.workbench.trainings import TrainingsError
+from pmlm_lib.workbench.tuning import configurations_from, result, summarize, train
+
+
+def _training(tmp_path, name, seed, s0, rand, sets):
+    run = tmp_path / name
+    (run / "results").mkdir(parents=True)
+    greedy = {"mode": "greedy", "patients": 40, "− s_0": s0, "− s_0 CI low": s0 - 2, "− s_0 CI high": s0 + 2}
+    greedy.update(
+        {"− random deletion": rand, "− random deletion CI low": rand - 2, "− random deletion CI high": rand + 2}
+    )
+    record = {
+        "training_seed": seed,
+        "inference": {"validation": [greedy]},
+        "history": [{"minus_random": 0.01}],
+        "personalization": {
+            "distinct_edit_sets": sets,
+            "share_most_common": 0.5,
+            "share_prediction_cut": 0.0,
+            "share_peer_diagnosis_cut": 0.25,
+        },
+    }
+    (run / "results" / "rl_refinement.json").write_text(json.dumps(record))
+    return run
+
+
+def test_each_configuration_gets_its_mean_spread_and_worst_training(tmp_path):
+    rows = [
+        {"configuration": "a", **result(_training(tmp_path, "a0", 0, 5.0, 4.0, 100))},
+        {"configuration": "a", **result(_training(tmp_path, "a1", 1, -3.0, -2.0, 200))},
+        {"configuration": "b", **result(_training(tmp_path, "b0", 0, 6.0, 5.0, 10))},
+        {"configuration": "b", **result(_training(tmp_path, "b1", 1, 4.0, 3.0, 30))},
+    ]
+    assert rows[1]["− s_0 CI"] == "[-5.0, -1.0]" and rows[0]["training"] == 0 and rows[0]["n"] == 40
+    table = summarize(pd.DataFrame(rows))
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "− s_0: mean"] == pytest.approx(1.0) and table.loc["a", "− s_0: worst"] == -3.0
+    assert table.loc["a", "− random deletion: sd"] == pytest.approx(4.2426, abs=1e-3)
+    assert table.loc["b", "− random deletion: worst"] == 3.0 and table.loc["b", "distinct_edit_sets (mean)"] == 20
+
+
+def test_configurations_are_named_once_and_read_from_yaml(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("group_size: 4\nbaseline: group\nprotect: [prediction]\n")
+    assert configurations_from(["today", f"mine={mine}"]) == {
+        "today": {},
+        "mine": {"group_size": 4, "baseline": "group", "protect": ["prediction"]},
+    }
+    with pytest.raises(ValueError, match="its own name"):
+        configurations_from(["today", "today"])
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping of notebook 04 parameters"):
+        configurations_from([f"bad={tmp_path / 'list.yaml'}"])
+
+
+def test_a_run_without_its_first_three_notebooks_cannot_be_tuned(tmp_path):
+    run = tmp_path / "partial"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"notebooks": [{"notebook": "01_data_filtering", "status": "ok"}]}))
+    with pytest.raises(TrainingsError, match="notebooks 02, 03 did not finish"):
+        train(run, "today", {}, 0, reports_dir=tmp_path)
+    with pytest.raises(TrainingsError, match="not a run folder"):
+        train(tmp_path / "nothing", "today", {}, 0, reports_dir=tmp_path)
