@@ -21,6 +21,7 @@ import re
 import pandas as pd
 
 from pmlm_lib.common.paper import TABLE_COLUMNS
+from pmlm_lib.method.refine.reward import BERTScoreReward
 
 COLUMNS = TABLE_COLUMNS  # the paper's order
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -46,8 +47,6 @@ class Metrics:
     """Scores answers against references with the three libraries; build once, call many times."""
 
     def __init__(self, bertscore=None, lang: str = "auto", device: str = "auto"):
-        from pmlm_lib.method.refine.reward import BERTScoreReward
-
         self.bertscore = bertscore if bertscore is not None else BERTScoreReward(device=device)
         self.lang = lang
         self._rouge: dict[str, object] = {}

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pmlm_lib.common.weights import cache_dir
+from pmlm_lib.data.indicators import ABBREVIATIONS, INDICATORS
+from pmlm_lib.data.serialize import short_name
 from pmlm_lib.llm.answer_log import log_answers
 
 
@@ -67,15 +69,11 @@ class RawValueGuard:
     (notebooks 04 and 05 add their cohort's indicators), so a hospital's names are seen too."""
 
     def __init__(self, names=()):
-        from pmlm_lib.data.indicators import ABBREVIATIONS, INDICATORS
-
         self.names: set[str] = set()
         self.extend([i.name for i in INDICATORS] + [i.label for i in INDICATORS] + list(ABBREVIATIONS.values()))
         self.extend(names)
 
     def extend(self, names) -> RawValueGuard:
-        from pmlm_lib.data.serialize import short_name
-
         for name in names:
             for form in {str(name), str(name).replace("_", " "), short_name(str(name))}:
                 if form.strip():
