@@ -52,6 +52,15 @@ SPOKEN = {
 HEADLINE = "BERTScore-F1"
 
 
+def responder_label(identity: dict) -> str:
+    """How the tables name a responder: the bundled SmolLM2 (no adapter) as BUNDLED, any other by model and backend."""
+    bundled = identity.get("backend") == "llama.cpp" and str(identity.get("model", "")).startswith("smollm2-135m")
+    if bundled and not identity.get("lora_sha256"):
+        return BUNDLED
+    where = f" at {identity['base_url']}" if identity.get("base_url") else ""
+    return f"{identity.get('model')} ({identity.get('backend')}{where})"
+
+
 @dataclass(frozen=True)
 class Setting:
     """How the responder decodes in one part of the evaluation, and with which seeds."""

@@ -17,9 +17,16 @@ import pandas as pd
 
 from pmlm_lib.data.representation import Standardizer, concatenated
 from pmlm_lib.data.sources import filtered_cohort
-from pmlm_lib.llm.responders import Decoding
+from pmlm_lib.evaluation.systems import responder_label
+from pmlm_lib.llm.responders import Decoding, Responder, make_responder
 from pmlm_lib.method import retrieval
 from pmlm_lib.method.refine.editor import load_editor
+
+SAME_LLM = ("backend", "model", "sha256", "lora_sha256", "base_url")  # what makes two responders one LLM
+
+
+class ResponderMismatch(ValueError):
+    """A notebook asked to answer prompts refined for one LLM with another."""
 
 
 @dataclass
@@ -92,6 +99,34 @@ class RunInputs:
     def decoding(self) -> Decoding:
         """The decoding the prompts were refined for (notebook 04's)."""
         return Decoding(**self.refinement["decoding"])
+
+    @property
+    def refined_for(self) -> dict:
+        """The identity of the responder notebook 04 refined the prompts for (its reward's LLM_r)."""
+        return self.refinement["responder"]
+
+    @property
+    def responder_label(self) -> str:
+        """How the tables name the responder the prompts were refined for."""
+        return responder_label(self.refined_for)
+
+    def responder(self, spec=None, n_parallel: int = 4, raw_names=()) -> Responder:
+        """The responder that answers the refined prompts: the one notebook 04 refined them for (spec None), or
+        `spec`, which must be the same LLM; another one stops with a sentence that names both."""
+        chosen = spec if spec is not None else self.refinement.get("responder_spec", "bundled")
+        if chosen == "bundled" or (isinstance(chosen, dict) and chosen.get("backend") == "llamacpp"):
+            chosen = {**({} if chosen == "bundled" else chosen), "backend": "llamacpp", "n_parallel": n_parallel}
+        answering = make_responder(chosen, raw_names=raw_names)
+        ours, theirs = ({k: i.get(k) for k in SAME_LLM} for i in (self.refined_for, answering.identity))
+        if ours != theirs:
+            answering.close()
+            raise ResponderMismatch(
+                f"notebook 04 refined these prompts for {responder_label(self.refined_for)}, and this notebook was "
+                f"asked to answer them with {responder_label(answering.identity)}: leave its `responder` at None (the "
+                "refinement's LLM), or refine for that LLM first (pmlm report --from 04 --set "
+                "04_rl_refinement.responder=...)"
+            )
+        return answering
 
     @property
     def inference(self) -> dict:

@@ -153,11 +153,15 @@ def _scores(run: Path) -> pd.DataFrame:
     if not path.exists():
         raise TrainingsError(f"{path} is missing: notebook 05 did not finish in {run}")
     scored = pd.read_parquet(path)
-    return scored[scored["responder"] == ev.BUNDLED]
+    return scored[scored["responder"] == ev.responder_label(_refinement(run)["responder"])]
+
+
+def _refinement(run: Path) -> dict:
+    return json.loads((run / "results" / "rl_refinement.json").read_text(encoding="utf-8"))
 
 
 def _training_of(run: Path) -> int:
-    record = json.loads((run / "results" / "rl_refinement.json").read_text(encoding="utf-8"))
+    record = _refinement(run)
     return int(record.get("training_seed", record.get("inference", {}).get("seed", 0)))
 
 
