@@ -354,6 +354,17 @@ def format_plan(plan: dict) -> str:
             f"    {r.answers:>6} × {r.what} ({r.responder}, ~{r.prompt_tokens} + {r.answer_tokens} tokens)"
             for r in p.requests
         ]
+    by_responder: dict[str, list[int]] = {}
+    for r in (r for p in plan["notebooks"] for r in p.requests):
+        counts = by_responder.setdefault(r.responder, [0, 0, 0])
+        counts[0] += r.answers
+        counts[1] += r.answers * r.prompt_tokens
+        counts[2] += r.answers * r.answer_tokens
+    if len(by_responder) > 1:
+        lines += ["", "Per responder:"] + [
+            f"    {name}: {a:,} answers, {pt:,} prompt + {at:,} answer tokens"
+            for name, (a, pt, at) in by_responder.items()
+        ]
     lines += [
         "",
         f"Estimated: {total_minutes:.1f} minutes on this machine"
