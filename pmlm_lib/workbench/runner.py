@@ -76,7 +76,7 @@ def execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Pat
     start = time.perf_counter()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pmlm_lib.workbench.pipeline", "--execute", str(request), str(result)],
+            [sys.executable, "-m", "pmlm_lib.workbench.runner", "--execute", str(request), str(result)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**_child_env(), ANSWER_LOG_ENV: str(answers_log)},
