@@ -26,7 +26,7 @@ EARLIER = " (earlier run)"  # a notebook's status when a resumed run kept its ou
 class RunRecord:
     """run.json, field by field (in the file's order); keys it does not know are kept in `extra`."""
 
-    run: str
+    run: str = ""  # the run folder's name (a record written by hand may lack it)
     profile: str = ""
     profile_description: str = ""
     started: str | None = None
