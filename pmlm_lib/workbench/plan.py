@@ -269,9 +269,8 @@ def make_plan(
         (
             d
             for d, r in _answer_logs(reports_dir)
-            if r.get("status") == "ok"
-            and {k: {n: v for n, v in ps.items() if n != "run_dir"} for k, ps in r.get("parameters", {}).items()}
-            == asked
+            if r.status == "ok"
+            and {k: {n: v for n, v in ps.items() if n != "run_dir"} for k, ps in r.parameters.items()} == asked
         ),
         None,
     )

@@ -82,6 +82,7 @@ class RunRecord:
     def parameters_of(self, notebook: str) -> dict:
         return self.parameters.get(notebook) or {}
 
+
 KEY_PACKAGES = (
     "torch",
     "transformers",

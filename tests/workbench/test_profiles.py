@@ -84,3 +84,19 @@ def test_the_plans_rate_is_not_set_by_one_run_made_on_a_busy_machine(tmp_path):
         (logs / "04_rl_refinement.answers.jsonl").write_text(json.dumps(row) + "\n")
     rate, basis = measured_rate(tmp_path)
     assert round(rate) == 240 and "3 earlier run" in basis
+
+
+def test_the_plan_finds_an_earlier_run_with_the_same_parameters(tmp_path):
+    """A finished run of the same profile and parameters is the one whose cached answers the plan counts."""
+    from pmlm_lib.workbench.plan import make_plan
+    from pmlm_lib.workbench.profiles import default_notebooks_dir, discover_notebooks, parameters_for
+
+    profile = load_profile("smoke")
+    parameters = {
+        nb.stem: parameters_for(nb, profile, tmp_path / "x", {}) for nb in discover_notebooks(default_notebooks_dir())
+    }
+    for name, status in (("failed-one", "failed"), ("earlier", "ok")):
+        (tmp_path / name / "logs").mkdir(parents=True)
+        (tmp_path / name / "run.json").write_text(json.dumps({"run": name, "status": status, "parameters": parameters}))
+    plan = make_plan("smoke", reports_dir=tmp_path)
+    assert plan["same_parameters_run"] == "earlier"
