@@ -74,19 +74,23 @@ def inputs_of(record: RunRecord) -> dict:
     }
 
 
-def _require_same_inputs(base: Path, record: RunRecord, target: Path) -> None:
+def copied_from(record: RunRecord, target: Path) -> bool:
+    """Whether `target` was copied from the base run in the state `record` describes (its notebooks 01-03)."""
     path = target / BASE_RECORD
-    copied = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    if copied != inputs_of(record):
+    return path.exists() and json.loads(path.read_text(encoding="utf-8")) == inputs_of(record)
+
+
+def _require_same_inputs(base: Path, record: RunRecord, target: Path) -> None:
+    if not copied_from(record, target):
         raise TrainingsError(
             f"{target} was trained on another state of {base.name} (its notebooks 01-03 ran again since): delete "
             f"or move the folders {base.name}-training* and run `pmlm trainings` again"
         )
 
 
-def copy_inputs(base: Path, target: Path) -> None:
+def copy_inputs(base: Path, record: RunRecord, target: Path) -> None:
     """The base run's folder without what the retrained notebooks and later ones wrote (their files are
-    made again, or would show the base's results under the training's name)."""
+    made again, or would show the base's results under the training's name), and the state it was copied in."""
     later = [m.stem for m in (base / "artifacts").glob("*.json") if m.stem[:2] >= RETRAINED[0] or m.stem == STEP]
     dropped = {Path(f) for step in later for entry in read_manifest(base, step) for f in entry["files"]}
     dropped |= {Path("artifacts") / f"{step}.json" for step in later}
@@ -99,6 +103,7 @@ def copy_inputs(base: Path, target: Path) -> None:
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)
+    write_json(target / BASE_RECORD, inputs_of(record))
 
 
 def repeat(base: str | Path, k: int, reports_dir: str | Path | None = None, console=sys.stderr) -> list[Path]:
@@ -132,8 +137,7 @@ def repeat(base: str | Path, k: int, reports_dir: str | Path | None = None, cons
                 runs.append(target)
                 continue
         else:
-            copy_inputs(base, target)
-            write_json(target / BASE_RECORD, inputs_of(record))
+            copy_inputs(base, record, target)
         console.write(f"[pmlm] training {j} of {k - 1}: {target.name} (training_seed {wanted})\n")
         run_report(
             run=target.name,

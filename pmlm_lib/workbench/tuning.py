@@ -29,11 +29,10 @@ from pmlm_lib.common.atomic import write_json
 from pmlm_lib.workbench.pipeline import run_report
 from pmlm_lib.workbench.record import RunRecord
 from pmlm_lib.workbench.trainings import (
-    BASE_RECORD,
     TrainingsError,
+    copied_from,
     copy_inputs,
     finished_record,
-    inputs_of,
     training_seed,
 )
 
@@ -68,7 +67,7 @@ def train(
     }
     previous = RunRecord.read_if_any(target)
     if previous is not None:
-        same = json.loads((target / BASE_RECORD).read_text(encoding="utf-8")) == inputs_of(record)
+        same = copied_from(record, target)
         asked = {k: previous.parameters_of(STEP).get(k) for k in overrides}
         if same and asked == overrides and previous.status == "ok":
             console.write(f"[pmlm] {target.name}: kept (finished earlier)\n")
@@ -76,8 +75,7 @@ def train(
         if not same or asked != overrides:
             raise TrainingsError(f"{target} was trained on other inputs or parameters: move it away or delete it")
     else:
-        copy_inputs(base, target)
-        write_json(target / BASE_RECORD, inputs_of(record))
+        copy_inputs(base, record, target)
     console.write(f"[pmlm] {target.name}: configuration {name}, training_seed {wanted}\n")
     run_report(
         run=target.name,
