@@ -166,7 +166,12 @@ def load_meds(
         .dropna(subset=["time"])
         .reset_index(drop=True)
     )
-    table = TableSource(source, "parquet")
+    table = TableSource(source, "parquet", settings="load_meds")
+    if ev.empty:
+        raise CohortError(
+            f"{source}: the event stream has no events with a time. How to fix: export the MEDS data with its events "
+            "(subject_id, time, code, numeric_value), or check that the file is the data, not its metadata"
+        )
     shifted = dataclasses.replace(options, allow_future_dates=True)  # MEDS exports shift dates, often into the future
     times = read_times(ev["time"], table, "time", shifted, log)
     ev = ev.assign(patient_id=ev["subject_id"].astype(str), day=times.values.dt.normalize().to_numpy())
@@ -188,6 +193,14 @@ def load_meds(
                 break
 
     lab = ev[ev["code"].isin(code_map.keys()) & ev["value"].notna()]
+    if lab.empty:
+        numeric = ev[ev["value"].notna()]["code"].value_counts()
+        raise CohortError(
+            f"{source}, column 'code': no event with a value has a code of the code map ({len(code_map)} codes, e.g. "
+            f"{', '.join(map(str, list(code_map)[:3]))}). The commonest codes with values here: "
+            f"{', '.join(f'{c} ({n})' for c, n in numeric.head(5).items()) or 'none'}. How to fix: map this stream's "
+            "measurement codes to indicator names in code_map (code -> indicator)"
+        )
     lab = lab.assign(indicator=lab["code"].map(code_map))
     if labs_before_diagnosis and diagnosis_day:
         cutoff = lab["patient_id"].map(diagnosis_day)
@@ -213,7 +226,7 @@ def load_meds(
     return Cohort.from_tables(
         wide,
         patients,
-        exams_source=TableSource(source, "parquet"),
+        exams_source=table,
         indicators=indicators,
         name=name,
         calendar_dates=False,

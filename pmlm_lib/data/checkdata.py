@@ -38,7 +38,8 @@ def check_data(
     except CohortError as exc:
         message = str(exc)
         lines += ["", "The data cannot be loaded:", f"  {message}"]
-        hints = [flag for key, flag in OPTION_FLAGS.items() if key in message]
+        # a MEDS stream's units are the loader's arguments, not a cohort.json: its message says so itself
+        hints = [f for key, f in OPTION_FLAGS.items() if key in message and not (key == "units" and "load_meds(" in message)]
         if hints:
             lines += ["", "Options that address it:"] + [f"  {h}" for h in hints]
         return False, "\n".join(lines)

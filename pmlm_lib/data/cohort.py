@@ -31,6 +31,7 @@ from pmlm_lib.data.quality import (
     missing_token,
     outside_limits,
     plausible_limits,
+    unchecked,
 )
 from pmlm_lib.data.reading import ReadError, read_csv
 
@@ -50,6 +51,17 @@ class TableSource:
 
     path: str
     kind: str = "table"  # "csv" (line numbers count the header), "parquet" or "table"
+    settings: str = "cohort.json"  # where the user declares units and limits: "cohort.json" or "load_meds"
+
+    def units_hint(self, name: str) -> str:
+        if self.settings == "load_meds":
+            return f'load_meds(units={{"{name}": "unit"}})'
+        return f'cohort.json ("units": {{"{name}": "unit"}})'
+
+    def limits_hint(self, name: str) -> str:
+        if self.settings == "load_meds":
+            return f'load_meds(options=DataOptions(plausibility={{"{name}": [low, high]}}))'
+        return f'cohort.json ("options": {{"plausibility": {{"{name}": [low, high]}}}})'
 
     def where(self, index: int | None = None, column: str | None = None) -> str:
         parts = [self.path]
@@ -147,7 +159,7 @@ def _note(reason: str, count: int, detail: str = "", unit: str = "values", step:
 def _numeric_columns(
     exams: pd.DataFrame, indicators: list[str], source: TableSource, options: DataOptions, log: list
 ) -> pd.DataFrame:
-    out, censored = {}, {}
+    out, censored, missing_words = {}, {}, {}
     for col in indicators:
         raw = exams[col]
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
@@ -156,6 +168,9 @@ def _numeric_columns(
             text = raw.astype("string").str.strip()
             values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
             values, censored[col] = censored_at_bound(text, values, source, col, options)
+            words = text.notna() & text.ne("") & missing_token(text)
+            if words.any():
+                missing_words[col] = (int(words.sum()), text[words].iloc[0])
             bad = values.isna() & text.notna() & text.ne("") & ~missing_token(text)
             if bad.any():
                 i = _first(bad)
@@ -174,6 +189,15 @@ def _numeric_columns(
     censored = {c: n for c, n in censored.items() if n}
     if censored:
         log.append(censored_note(censored))
+    if missing_words:
+        log.append(
+            _note(
+                "missing-value words (NA, null, -, N/A, ...) read as missing measurements",
+                sum(n for n, _ in missing_words.values()),
+                ", ".join(f"{c} ({n}, e.g. '{w}')" for c, (n, w) in missing_words.items()),
+                unit="values (missing)",
+            )
+        )
     return pd.DataFrame(out, index=exams.index)
 
 
@@ -207,7 +231,7 @@ def censored_note(counts: dict[str, int]) -> dict:
 
 
 def _plausible(
-    values: pd.DataFrame, source: TableSource, limits: dict, options: DataOptions, log: list
+    values: pd.DataFrame, source: TableSource, limits: dict, options: DataOptions, log: list, units: dict | None = None
 ) -> pd.DataFrame:
     """Values outside their indicator's plausibility limits: missing (counted), or an error."""
     found = outside_limits(values, limits)
@@ -221,10 +245,10 @@ def _plausible(
                 i,
                 name,
                 f"{int(mask.sum())} of its {measured} values lie outside {low:g}..{high:g}, the plausible range "
-                f"in {INDICATOR_BY_NAME[name].unit if name in INDICATOR_BY_NAME else 'its unit'} (the first: "
+                f"in {(units or {}).get(name) or (INDICATOR_BY_NAME[name].unit if name in INDICATOR_BY_NAME else 'its unit')} (the first: "
                 f"{values[name].iloc[i]:g})",
-                'this looks like another unit: declare the column\'s unit in cohort.json ("units") or give its limits '
-                '("plausibility": {"' + name + '": [low, high]})',
+                f"this looks like another unit: declare the column's unit in {source.units_hint(name)} or give its "
+                f"limits in {source.limits_hint(name)}",
             )
         if options.on_quality == "raise":
             _fail(
@@ -332,7 +356,28 @@ def _checked_exams(
     if times.values.isna().any():
         _fail(es, _first(times.values.isna()), "exam_date", "exam_date is empty", "give every examination its date")
     values = _numeric_columns(exams, list(indicators), es, options, log)
-    values = _plausible(values, es, plausible_limits(list(indicators), units, options.plausibility), options, log)
+    if len(values) and values.isna().all().all():
+        _fail(
+            es,
+            None,
+            ", ".join(indicators[:3]) + (" ..." if len(indicators) > 3 else ""),
+            f"no examination has a value in any of its {len(indicators)} indicator column(s)",
+            "fill in the measurements (a missing one stays empty), or check that the file's delimiter and header "
+            "are those of the data",
+        )
+    limits = plausible_limits(list(indicators), units, options.plausibility)
+    values = _plausible(values, es, limits, options, log, units)
+    blind = unchecked(list(indicators), units, options.plausibility)
+    if blind:
+        log.append(
+            _note(
+                "indicators left without a plausibility check: their declared unit has no known conversion from the "
+                f"catalogue's; give their limits in {es.limits_hint('name')}",
+                len(blind),
+                ", ".join(f"{n} (declared {d}, catalogue {c or 'no unit'})" for n, (d, c) in blind.items()),
+                unit="indicators (unchecked)",
+            )
+        )
     return pid, times, values
 
 
@@ -509,6 +554,20 @@ def _typed_tables(
         out_p["reference_reply"] = patients["reference_reply"].astype(str).str.strip().to_numpy()
     if "admission_date" in patients.columns and not _is_blank(patients["admission_date"]).all():
         adm = read_times(patients["admission_date"], ps, "admission_date", options, log).values.dt.normalize()
+        last_exam = out_p["patient_id"].map(out_e.groupby("patient_id")["exam_date"].max().dt.normalize())
+        late = (adm > last_exam.to_numpy()) & keep_patient.to_numpy()
+        if late.any():  # kept as given: the split reads it, and only the hospital knows which date is wrong
+            i = _first(late)
+            log.append(
+                _note(
+                    "patients admitted after their last examination (kept as given; the date split uses the "
+                    "admission date: check the date or the column's format)",
+                    int(late.sum()),
+                    f"for example {ps.where(i, 'admission_date')}: {adm.iloc[i]:%Y-%m-%d}, last examination "
+                    f"{last_exam.iloc[i]:%Y-%m-%d}",
+                    unit="patients (flagged)",
+                )
+            )
         out_p["admission_date"] = adm.fillna(out_p["patient_id"].map(first_exam)).to_numpy()
     else:
         # without an admission date the first examination stands in for it

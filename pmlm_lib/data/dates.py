@@ -53,15 +53,30 @@ def _iso(year: str, month: str, day: str, rest: str | None) -> str:
 def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: bool | None = None) -> ParsedTimes:
     """Parse a column of dates (with or without times) in one consistent reading; raise DateProblem."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
+        zone = getattr(values.dt, "tz", None)
+        parsed = values.dt.tz_localize(None) if zone is not None else values
+        notes = []
+        if zone is not None and values.notna().any():  # as for text with offsets: the local times, as recorded
+            notes.append(
+                (
+                    f"time zone {zone} removed (times kept as recorded there)",
+                    int(values.notna().sum()),
+                    f"for example '{values.dropna().iloc[0]}'",
+                )
+            )
         return ParsedTimes(
             pd.Series(pd.to_datetime(parsed).to_numpy(), index=values.index),
             bool((parsed.dropna() != parsed.dropna().dt.normalize()).any()),
+            notes,
         )
     text = values.astype("string").str.strip().fillna("")
     notes = []
     if date_format:
         parsed = pd.to_datetime(text.where(text != ""), format=date_format, errors="coerce")
+        # a year-first date cannot be misread: it stays readable beside the format (one date_format for every file)
+        iso = parsed.isna() & text.str.match(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?$")
+        if iso.any():
+            parsed = parsed.where(~iso, pd.to_datetime(text.where(iso), format="ISO8601", errors="coerce"))
         bad = parsed.isna() & (text != "")
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
@@ -95,6 +110,15 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
     if numeric.any():
         parts = cleaned[numeric].str.extract(_NUMERIC_DMY)
         first, second = parts[0].astype(int), parts[1].astype(int)
+        short_year = parts[2].str.len() != 4
+        if short_year.any():  # first: the order options alone cannot read a two-digit year
+            i = int(numeric.to_numpy().nonzero()[0][int(short_year.to_numpy().nonzero()[0][0])])
+            raise DateProblem(
+                i,
+                f"'{text.iloc[i]}' has a two-digit year",
+                "write years with four digits (2021, not 21), or give date_format with %y: '%d/%m/%y' for "
+                "day/month/year, '%m/%d/%y' for month/day/year (00-68 read as 2000-2068)",
+            )
         day_first_seen, month_first_seen = bool((first > 12).any()), bool((second > 12).any())
         if dayfirst is None:
             if day_first_seen and month_first_seen:
@@ -115,12 +139,6 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
                     "or write dates as YYYY-MM-DD",
                 )
             dayfirst = day_first_seen
-        short_year = parts[2].str.len() != 4
-        if short_year.any():
-            i = int(numeric.to_numpy().nonzero()[0][int(short_year.to_numpy().nonzero()[0][0])])
-            raise DateProblem(
-                i, f"'{text.iloc[i]}' has a two-digit year", "write years with four digits (2021, not 21)"
-            )
         for i, (a, b, y, rest) in parts.iterrows():
             day, month = (a, b) if dayfirst else (b, a)
             try:

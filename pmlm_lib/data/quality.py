@@ -79,21 +79,73 @@ def censored_values(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     return pd.to_numeric(match[1], errors="coerce"), found
 
 
+# value in the declared unit = value in the catalogue's unit × factor, for the units hospitals use besides the
+# catalogue's (lower case, "µ" written "u"); an indicator-specific factor (molar mass) comes first
+UNIT_FACTORS: dict[tuple[str, str], float] = {
+    ("g/l", "g/dl"): 0.1,
+    ("g/l", "mg/dl"): 100.0,
+    ("mg/l", "mg/dl"): 0.1,
+    ("mg/l", "g/l"): 0.001,
+    ("10^9/l", "10^3/ul"): 1.0,
+    ("10^9/l", "k/ul"): 1.0,
+    ("10^9/l", "/nl"): 1.0,
+    ("10^12/l", "10^6/ul"): 1.0,
+    ("10^12/l", "m/ul"): 1.0,
+    ("%", "fraction"): 0.01,
+    ("%", "l/l"): 0.01,
+}
+INDICATOR_UNIT_FACTORS: dict[tuple[str, str], float] = {
+    # bilirubin: 1 mg/dL = 17.1 umol/L (molar mass 584.7 g/mol)
+    **{(name, "mg/dl"): 1 / 17.1 for name in ("total_bilirubin", "direct_bilirubin", "indirect_bilirubin")},
+    # haemoglobin in mmol/L (as in the Netherlands): 1 mmol/L = 16.11 g/L (the monomer, 16.1 kDa)
+    ("hemoglobin", "mmol/l"): 1 / 16.11,
+}
+
+
+def unit_key(unit: str) -> str:
+    return str(unit).strip().lower().replace("µ", "u").replace("μ", "u").replace(" ", "")
+
+
+def unit_factor(name: str, declared: str) -> float | None:
+    """How a value of `name` in the catalogue's unit is written in the `declared` unit (1.0: the same unit);
+    None when the factor is not known."""
+    spec = INDICATOR_BY_NAME.get(name)
+    if spec is None or not declared or unit_key(declared) == unit_key(spec.unit):
+        return 1.0
+    pair = (unit_key(spec.unit), unit_key(declared))
+    return INDICATOR_UNIT_FACTORS.get((name, pair[1]), UNIT_FACTORS.get(pair))
+
+
 def plausible_limits(
     indicators: list[str], units: dict[str, str], extra: dict | None = None
 ) -> dict[str, tuple[float, float]]:
-    """Limits per indicator: the catalogue's where the cohort's unit is the catalogue's (or not
-    declared), then the cohort's own table (`extra`: name -> [low, high]) on top."""
+    """Limits per indicator: the catalogue's, converted into the cohort's declared unit where the factor is
+    known (g/L and g/dL, umol/L and mg/dL of bilirubin, ...), then the cohort's own table (`extra`: name ->
+    [low, high]) on top. An indicator whose declared unit has no known factor has no limits (see `unchecked`)."""
     limits = {}
     for name in indicators:
-        spec = INDICATOR_BY_NAME.get(name)
-        if name in PLAUSIBLE_LIMITS and (not units.get(name) or spec is None or units[name] == spec.unit):
-            limits[name] = PLAUSIBLE_LIMITS[name]
+        factor = unit_factor(name, units.get(name, ""))
+        if name in PLAUSIBLE_LIMITS and factor is not None:
+            low, high = PLAUSIBLE_LIMITS[name]
+            limits[name] = (low * factor, high * factor)
     for name, bounds in (extra or {}).items():
         if name in indicators:
             low, high = bounds
             limits[name] = (float("-inf") if low is None else float(low), float("inf") if high is None else float(high))
     return limits
+
+
+def unchecked(indicators: list[str], units: dict[str, str], extra: dict | None = None) -> dict[str, tuple[str, str]]:
+    """Indicators that go without a plausibility check: a declared unit that is not the catalogue's, with no known
+    factor and no limits of the cohort's own: name -> (declared unit, catalogue unit)."""
+    return {
+        name: (units[name], INDICATOR_BY_NAME[name].unit)
+        for name in indicators
+        if name in PLAUSIBLE_LIMITS
+        and name not in (extra or {})
+        and units.get(name)
+        and unit_factor(name, units[name]) is None
+    }
 
 
 def outside_limits(values: pd.DataFrame, limits: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pmlm_lib.data.indicators import INDICATOR_BY_NAME, SALIENT, trimester_of_week
+from pmlm_lib.data.quality import label_key
 
 OPENINGS = {
     "normal": [
@@ -250,7 +251,7 @@ def _join(items: list[str]) -> str:
 
 def write_reply(label: str, history: pd.DataFrame, rng: np.random.Generator) -> str:
     """A clinician-style reply for one patient: condition, her findings, specific advice."""
-    openings = OPENINGS["normal"] if label == "normal" else OPENINGS["_"]
+    openings = OPENINGS["normal"] if label_key(label) == "normal" else OPENINGS["_"]
     parts = [openings[rng.integers(len(openings))].format(c=label)]
     if "gestational_week" in history:
         weeks = np.asarray(history["gestational_week"], dtype=float)

@@ -16,6 +16,7 @@ from functools import cached_property
 import pandas as pd
 
 from pmlm_lib.data.indicators import SALIENT
+from pmlm_lib.data.quality import label_key
 from pmlm_lib.evaluation import personalization, plots
 from pmlm_lib.evaluation.metrics import COLUMNS
 from pmlm_lib.evaluation.personalization import profile
@@ -72,8 +73,11 @@ class CaseData:
         ids = self.evaluated() or self.patients()
         labels = self.labels
         # a normal patient from the evaluated ones (they have answers), else any refined test patient
-        normal = [p for p in ids if labels[p] == "normal"] or [p for p in self.refined.index if labels[p] == "normal"]
-        sick = [p for p in ids if labels[p] != "normal"]
+        # spellings compare as the loader merged them ("Normal", "normal ")
+        normal = [p for p in ids if label_key(labels[p]) == "normal"] or [
+            p for p in self.refined.index if label_key(labels[p]) == "normal"
+        ]
+        sick = [p for p in ids if label_key(labels[p]) != "normal"]
         right = [p for p in sick if self.predictions.loc[p, "predicted"] == labels[p]]
         return list(dict.fromkeys((normal or ids)[:1] + (right or sick or ids)[:1]))
 

@@ -1,6 +1,7 @@
 """Loaders for the public sets and MEDS streams produce valid cohorts."""
 
 import pandas as pd
+import pytest
 from conftest import needs_public_data
 
 from pmlm_lib.data import adapters, filtering
@@ -74,3 +75,42 @@ def test_meds_standard_numeric_value_censored_values_text_times_and_default_labe
     assert "censored values such as '<5' taken at their bound (2)" in reasons
     assert "no label rule matched their codes: labelled 'none of these' (1)" in reasons
     assert "dates read as day/month/year" in reasons
+
+
+def _events(codes, values):
+    t = pd.Timestamp("2100-01-01")
+    return pd.DataFrame(
+        {
+            "subject_id": [1] * len(codes),
+            "time": [t + pd.Timedelta(days=i) for i in range(len(codes))],
+            "code": codes,
+            "numeric_value": values,
+        }
+    )
+
+
+def test_meds_messages_fit_an_event_stream_not_a_csv():
+    from pmlm_lib.data.cohort import CohortError
+
+    with pytest.raises(CohortError) as unmatched:
+        adapters.load_meds(_events(["LAB//51222", "LAB//51222"], [11.0, 12.0]), {"LAB//HB": "hemoglobin"}, [])
+    message = str(unmatched.value)
+    assert "column 'code': no event with a value has a code of the code map" in message
+    assert "LAB//51222 (2)" in message and "map this stream's measurement codes" in message
+    assert "add a column" not in message
+    with pytest.raises(CohortError, match="the event stream has no events"):
+        adapters.load_meds(_events([], []), {"LAB//HB": "hemoglobin"}, [])
+    # values in another unit than declared: the fix names load_meds' arguments, not a cohort.json
+    with pytest.raises(CohortError) as mixed:
+        adapters.load_meds(_events(["LAB//HB"] * 3, [120.0, 118.0, 101.0]), {"LAB//HB": "hemoglobin"}, [], units={"hemoglobin": "g/dL"})
+    message = str(mixed.value)
+    assert "outside 2..25, the plausible range in g/dL" in message and "load_meds(units=" in message
+    assert "cohort.json" not in message
+
+
+def test_meds_declared_unit_keeps_the_plausibility_check():
+    c = adapters.load_meds(
+        _events(["LAB//HB"] * 4, [11.0, 99999.0, 12.0, 10.5]), {"LAB//HB": "hemoglobin"}, [], units={"hemoglobin": "g/dL"}
+    )
+    assert c.exams["hemoglobin"].isna().sum() == 1
+    assert any("hemoglobin (1, outside 2..25)" in r["detail"] for r in c.load_log)

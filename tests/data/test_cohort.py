@@ -160,11 +160,7 @@ def test_values_in_another_unit_are_an_error_not_a_clean_up(tmp_path):
     msg = error_of(tmp_path, exams=exams)
     assert "column 'hemoglobin'" in msg and "3 of its 3 values" in msg and "another unit" in msg
     (tmp_path / "cohort.json").write_text('{"units": {"hemoglobin": "g/dL"}}')
-    assert load_folder(tmp_path).exams["hemoglobin"].tolist() == [
-        12.0,
-        11.8,
-        10.1,
-    ]  # a declared unit has no catalogue limits
+    assert load_folder(tmp_path).exams["hemoglobin"].tolist() == [12.0, 11.8, 10.1]  # limits converted: 2..25 g/dL
 
 
 def test_censored_values_take_their_bound(tmp_path):
@@ -303,3 +299,84 @@ def test_invalid_cohort_json_names_line_and_column(tmp_path):
     (folder / "cohort.json").write_text('{"options": {"dayfirts": true}}')
     with pytest.raises(CohortError, match="unknown option.*dayfirts"):
         load_folder(folder)
+
+
+def test_a_declared_unit_converts_the_limits_instead_of_switching_the_check_off(tmp_path):
+    exams = "patient_id,exam_date,hemoglobin,total_bilirubin\nA,2021-03-01,12.0,0.8\nA,2021-04-01,99999,0.9\nB,2021-05-02,10.1,90\n"
+    (tmp_path / "cohort.json").write_text('{"units": {"hemoglobin": "g/dL", "total_bilirubin": "mg/dL"}}')
+    c = load_folder(write(tmp_path, exams=exams))
+    assert c.exams["hemoglobin"].isna().sum() == 1 and c.exams["total_bilirubin"].isna().sum() == 1
+    reasons = log_reasons(c)
+    assert "hemoglobin (1, outside 2..25)" in reasons and "total_bilirubin (1, outside 0..58.4795)" in reasons
+    # a unit without a known factor: unchecked, and the log says so and how to give limits
+    (tmp_path / "cohort.json").write_text('{"units": {"hemoglobin": "furlongs"}}')
+    c = load_folder(tmp_path)
+    assert c.exams["hemoglobin"].isna().sum() == 0
+    assert "indicators left without a plausibility check" in log_reasons(
+        c
+    ) and "hemoglobin (declared furlongs, catalogue g/L)" in log_reasons(c)
+    assert 'cohort.json ("options": {"plausibility": {"name": [low, high]}})' in log_reasons(c)
+    (tmp_path / "cohort.json").write_text(
+        '{"units": {"hemoglobin": "furlongs"}, "options": {"plausibility": {"hemoglobin": [1, 50]}}}'
+    )
+    c = load_folder(tmp_path)
+    assert c.exams["hemoglobin"].isna().sum() == 1 and "left without a plausibility check" not in log_reasons(c)
+
+
+def test_missing_value_words_in_number_cells_are_counted_in_the_log(tmp_path):
+    exams = "patient_id,exam_date,hemoglobin,platelet_count\nA,2021-03-01,NA,250\nA,2021-04-01,118,null\nB,2021-05-02,-,N/A\n"
+    c = load_folder(write(tmp_path, exams=exams))
+    assert c.exams[["hemoglobin", "platelet_count"]].isna().sum().tolist() == [2, 2]
+    assert "missing-value words (NA, null, -, N/A, ...) read as missing measurements (4)" in log_reasons(c)
+    assert "hemoglobin (2, e.g. 'NA')" in log_reasons(c)
+
+
+def test_a_cohort_whose_indicator_columns_are_all_empty_is_an_error(tmp_path):
+    msg = error_of(tmp_path, exams="patient_id,exam_date,hemoglobin\nA,2021-03-01,\nB,2021-05-02,\n")
+    assert "exams.csv, column 'hemoglobin'" in msg and "no examination has a value in any of its 1 indicator" in msg
+    assert "How to fix: fill in the measurements" in msg
+
+
+def test_an_admission_after_every_examination_is_flagged(tmp_path):
+    in_time = PATIENTS.replace("2021-04-20", "2021-03-15").replace("2021-05-10", "2021-05-01")  # before the last exam
+    c = load_folder(write(tmp_path, patients=in_time.replace("2021-05-01", "2022-05-10")))
+    assert "patients admitted after their last examination (kept as given" in log_reasons(c)
+    assert [r["removed"] for r in c.load_log if r["reason"].startswith("patients admitted after")] == [1]
+    assert (
+        "row 2 (line 3 of the file), column 'admission_date': 2022-05-10, last examination 2021-05-02" in log_reasons(c)
+    )
+    assert "admitted after" not in log_reasons(load_folder(write(tmp_path, patients=in_time)))
+
+
+def test_a_time_zone_dropped_from_a_parquet_column_is_logged(tmp_path):
+    exams = pd.DataFrame(
+        {
+            "patient_id": ["A", "A", "B"],
+            "exam_date": pd.to_datetime(["2021-03-01 23:30", "2021-03-02 06:00", "2021-05-02 10:00"]).tz_localize(
+                "Asia/Shanghai"
+            ),
+            "hemoglobin": [120.0, 118.0, 101.0],
+        }
+    )
+    exams.to_parquet(tmp_path / "exams.parquet")
+    (tmp_path / "patients.csv").write_text("patient_id,label\nA,normal\nB,thalassemia\n")
+    c = load_folder(tmp_path, options={"exam_resolution": "keep"})
+    assert c.history("A")["exam_date"].dt.strftime("%H:%M").tolist() == ["23:30", "06:00"]
+    assert "time zone Asia/Shanghai removed (times kept as recorded there) (3)" in log_reasons(c)
+
+
+def test_merged_label_spellings_still_pick_a_normal_case_and_write_a_normal_reply():
+    import numpy as np
+
+    from pmlm_lib.data.replies import OPENINGS, write_reply
+
+    reply = write_reply("Normal", pd.DataFrame({"gestational_week": [30.0]}), np.random.default_rng(0))
+    assert any(reply.startswith(o.format(c="Normal")[:30]) for o in OPENINGS["normal"])
+
+
+def test_a_two_digit_year_is_named_first_with_a_fix_that_loads(tmp_path):
+    exams = "patient_id,exam_date,hemoglobin\nA,09/11/20,120\nA,10/11/20,118\nB,11/11/20,101\n"
+    msg = error_of(tmp_path, exams=exams)
+    assert "'09/11/20' has a two-digit year" in msg and "'%d/%m/%y' for day/month/year" in msg
+    c = load_with(tmp_path, {"date_format": "%d/%m/%y"}, exams=exams)
+    assert c.history("A")["exam_date"].dt.strftime("%Y-%m-%d").tolist() == ["2020-11-09", "2020-11-10"]
