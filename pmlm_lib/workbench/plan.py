@@ -28,6 +28,7 @@ from pmlm_lib.workbench.profiles import (
     default_notebooks_dir,
     default_reports_dir,
     discover_notebooks,
+    expand_responders,
     load_profile,
     parameters_for,
 )
@@ -57,6 +58,7 @@ class Requests:
     prompt_tokens: int  # per answer
     answer_tokens: int  # per answer (the limit; answers may stop earlier)
     responder: str = BUNDLED
+    local: bool = True  # computed on this machine by llama.cpp (counted in minutes), not by a remote endpoint
     # the same prompts were answered earlier in the run with another decoding: llama.cpp's prompt cache
     # holds them, so here only the answers are computed
     prompt_reused: bool = False
@@ -90,8 +92,21 @@ def _typical_prompts(count, k: int, raw_tokens: int) -> dict[str, int]:
     }
 
 
+def _is_local(spec) -> bool:
+    return spec in (None, "bundled") or (isinstance(spec, dict) and spec.get("backend") == "llamacpp")
+
+
 def _refinement_requests(p: dict, tokens: dict) -> list[Requests]:
-    """Notebook 04: s_0 and random deletion of the training pool, the RL episodes, the validation comparison."""
+    """Notebook 04 (for one responder): s_0 and random deletion of the training pool, the RL episodes, the validation
+    comparison."""
+    out = _refinement_answers(p, tokens)
+    who, local = p.get("responder_name") or BUNDLED, _is_local(p.get("responder"))
+    for r in out:
+        r.responder, r.local = who, local
+    return out
+
+
+def _refinement_answers(p: dict, tokens: dict) -> list[Requests]:
     coarse, refined = tokens["coarse"], tokens["refined"]
     pool = p.get("train_patients") or 1000
     per_epoch = min(p.get("patients_per_epoch") or pool, pool) * (p.get("group_size") or 1)
@@ -144,12 +159,30 @@ def _evaluation_requests(p: dict, tokens: dict) -> list[Requests]:
         out.append(
             Requests("fine-tuned LM (Table 2)", p["finetune_eval_patients"], tokens["raw"], answer, "bundled + LoRA")
         )
-    for name in p.get("responders") or {}:
+    for name, spec in (p.get("responders") or {}).items():
         out.append(
             Requests(
-                f"{name}: before and PMLM", 2 * n_eval * (1 + len(seeds)), (tokens["raw"] + refined) // 2, answer, name
+                f"{name}: before and PMLM",
+                2 * n_eval * (1 + len(seeds)),
+                (tokens["raw"] + refined) // 2,
+                answer,
+                name,
+                _is_local(spec),
             )
         )
+    others = p.get("refinements") or []
+    if others:  # each other refinement: before and its own PMLM in every setting, and every other refinement, matched
+        out.append(Requests("the other refinements' PMLM prompts (transfer)", n_eval * len(others), refined, answer))
+        for name in others:
+            out.append(
+                Requests(
+                    f"{name}: before, its own PMLM and the {len(others)} other refinement(s)",
+                    n_eval * (2 * (1 + len(seeds)) + len(others)),
+                    (tokens["raw"] + refined) // 2,
+                    answer,
+                    name,
+                )
+            )
     return out
 
 
@@ -247,10 +280,12 @@ def make_plan(
     if data is not None:
         effective.setdefault("01_data_filtering", {})["data_source"] = data
     notebooks = discover_notebooks(default_notebooks_dir())
-    params = {
-        nb.stem: {**notebook_defaults(nb), **parameters_for(nb, prof, reports_dir / "plan", effective)}
-        for nb in notebooks
-    }
+    # one notebook-04 entry per responder of the profile ("04_rl_refinement@NAME"), as `pmlm report` runs them
+    asked_full = expand_responders(
+        {nb.stem: parameters_for(nb, prof, reports_dir / "plan", effective) for nb in notebooks}, prof.get("responders")
+    )
+    defaults = {nb.stem: notebook_defaults(nb) for nb in notebooks}
+    params = {key: {**defaults[key.split("@")[0]], **p} for key, p in asked_full.items()}
     refine = params.get("04_rl_refinement", {})
     for stem in ("05_evaluation", "06_figures"):  # they answer with the refinement's decoding
         params.get(stem, {})["answer_tokens_matched"] = refine.get("answer_tokens", 96)
@@ -261,10 +296,7 @@ def make_plan(
     )
     rate, basis = measured_rate(reports_dir)
     rate = rate or DEFAULT_TOKENS_PER_SECOND
-    asked = {
-        k: {n: v for n, v in ps.items() if n != "run_dir"}
-        for k, ps in ((nb.stem, parameters_for(nb, prof, reports_dir / "plan", effective)) for nb in notebooks)
-    }
+    asked = {k: {n: v for n, v in ps.items() if n != "run_dir"} for k, ps in asked_full.items()}
     same = next(
         (
             d
@@ -285,22 +317,25 @@ def make_plan(
         cached_keys = set(AnswerCache().get_many(sorted(logged)))
     prices = prof.get("prices") or {}
     plans = []
-    for nb in notebooks:
-        plan = NotebookPlan(nb.stem, requests_of(nb.stem, params[nb.stem], tokens))
+    main = params.get("04_rl_refinement", {}).get("responder_name") or BUNDLED  # 05 and 06 answer with 04's responder
+    for key in params:
+        plan = NotebookPlan(key, requests_of(key, params[key], tokens))
+        for r in plan.requests:
+            r.responder = main if r.responder == BUNDLED else r.responder
         if same is not None:
-            rows = [row for path in (same / "logs").glob(f"{nb.stem}.answers.jsonl") for row in read_answer_log(path)]
+            rows = [row for path in (same / "logs").glob(f"{key}.answers.jsonl") for row in read_answer_log(path)]
             plan.cached = len({key for row in rows for key in row["keys"]} & cached_keys)
         total = sum(r.answers for r in plan.requests)
         share_new = 1 - min(1.0, plan.cached / total) if total else 0.0
-        local = sum(r.computed_tokens for r in plan.requests if r.responder in (BUNDLED, "bundled + LoRA"))
-        overhead, plan.basis = DEFAULT_OVERHEAD.get(nb.stem, 15), "default overhead"
+        local = sum(r.computed_tokens for r in plan.requests if r.local)
+        overhead, plan.basis = DEFAULT_OVERHEAD.get(key.split("@")[0], 15), "default overhead"
         for run_dir, record in _answer_logs(reports_dir):  # the newest run of this profile that measured this notebook
             done = {n["notebook"]: n for n in record.notebooks if n.get("status") == "ok"}
-            logged = (run_dir / "logs" / f"{nb.stem}.answers.jsonl").exists()
-            if record.profile == prof["name"] and nb.stem in done and (logged or not plan.requests):
-                spent = actual(run_dir).get(nb.stem, {}).get("wall_seconds", 0.0)
+            logged = (run_dir / "logs" / f"{key}.answers.jsonl").exists()
+            if record.profile == prof["name"] and key in done and (logged or not plan.requests):
+                spent = actual(run_dir).get(key, {}).get("wall_seconds", 0.0)
                 overhead, plan.basis = (
-                    max(0.0, done[nb.stem]["wall_seconds"] - spent),
+                    max(0.0, done[key]["wall_seconds"] - spent),
                     f"overhead of run {run_dir.name}",
                 )
                 break
@@ -321,6 +356,7 @@ def make_plan(
         "profile": prof["name"],
         "data": data or params.get("01_data_filtering", {}).get("data_source"),
         "rate": basis,
+        "tokens_per_second": rate,
         "cache": str(cache_dir()),
         "same_parameters_run": same.name if same else None,
         "notebooks": plans,
@@ -355,14 +391,17 @@ def format_plan(plan: dict) -> str:
         ]
     by_responder: dict[str, list[int]] = {}
     for r in (r for p in plan["notebooks"] for r in p.requests):
-        counts = by_responder.setdefault(r.responder, [0, 0, 0])
+        counts = by_responder.setdefault(r.responder, [0, 0, 0, 0])
         counts[0] += r.answers
         counts[1] += r.answers * r.prompt_tokens
         counts[2] += r.answers * r.answer_tokens
+        counts[3] += r.computed_tokens if r.local else 0
     if len(by_responder) > 1:
-        lines += ["", "Per responder:"] + [
+        rate = plan.get("tokens_per_second") or DEFAULT_TOKENS_PER_SECOND
+        lines += ["", "Per responder (minutes: local answers at the bundled model's rate, none cached):"] + [
             f"    {name}: {a:,} answers, {pt:,} prompt + {at:,} answer tokens"
-            for name, (a, pt, at) in by_responder.items()
+            + (f", ~{local / rate / 60:.1f} min" if local else ", remote")
+            for name, (a, pt, at, local) in by_responder.items()
         ]
     lines += [
         "",

@@ -14,6 +14,7 @@ import yaml
 from pmlm_lib import PACKAGE_DIR
 from pmlm_lib.common.weights import repo_root
 from pmlm_lib.data.sources import NAMED_SOURCES
+from pmlm_lib.workbench.artifacts import check_variant
 from pmlm_lib.workbench.errors import PipelineError
 
 PROFILE_DIR = PACKAGE_DIR / "profiles"
@@ -73,22 +74,75 @@ def load_profile(name: str, _seen: tuple = ()) -> dict:
         profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise PipelineError(f"profile {path} is not valid YAML: {exc}") from None
-    unknown = sorted(set(profile) - {"description", "extends", "parameters", "prices"})
+    unknown = sorted(set(profile) - {"description", "extends", "parameters", "prices", "responders"})
     if unknown:
         raise PipelineError(
-            f"profile {path}: unknown key(s) {', '.join(unknown)} (use description, extends, parameters, prices)"
+            f"profile {path}: unknown key(s) {', '.join(unknown)} "
+            "(use description, extends, parameters, prices, responders)"
         )
+    if "responders" in profile:
+        profile["responders"] = _checked_responders(profile["responders"], path)
     if profile.get("extends"):
         base = load_profile(str(profile["extends"]), _seen + (str(path),))
         profile = {
             "description": profile.get("description", base.get("description", "")),
             "parameters": merge_sections(base["parameters"], profile.get("parameters")),
             "prices": {**base.get("prices", {}), **(profile.get("prices") or {})},
+            "responders": profile.get("responders", base.get("responders")),  # the child's list replaces the base's
             "extends": base["name"],
         }
     profile.setdefault("parameters", {})
     profile["name"] = path.stem if path.parent == PROFILE_DIR else str(path)
     return profile
+
+
+def _checked_responders(responders, path: Path) -> dict:
+    """The profile's `responders` ({name: spec}, in order) or one clear error."""
+    if not isinstance(responders, dict) or not responders:
+        raise PipelineError(
+            f"profile {path}: responders must map names to responder specs, e.g. "
+            "{smollm2: bundled, gemma3: {backend: llamacpp, model: gemma3-270m}}"
+        )
+    for name, spec in responders.items():
+        try:
+            check_variant(str(name))
+        except ValueError as exc:
+            raise PipelineError(f"profile {path}: {exc}") from None
+        if not (spec == "bundled" or (isinstance(spec, dict) and "backend" in spec)):
+            raise PipelineError(
+                f"profile {path}: responder {name}: give 'bundled' or a spec with a backend (llamacpp, transformers, "
+                f"openai), not {spec!r}"
+            )
+    return {str(name): spec for name, spec in responders.items()}
+
+
+REFINEMENT_STEP = "04_rl_refinement"
+EVALUATION_STEP = "05_evaluation"
+
+
+def expand_responders(parameters: dict[str, dict], responders: dict | None) -> dict[str, dict]:
+    """Each notebook's parameters by run key, with one refinement per responder of the profile.
+
+    Why: the paper refines the prompt for its responder (Eq. 10: the reward answers with LLM_r) and reports one
+    refinement per LLM (Table 1). The first responder is the run's main one (notebook 04 as usual, and every
+    table of 05-07); each other one gets its own run of notebook 04, keyed "04_rl_refinement@NAME" (its outputs
+    carry @NAME), and notebook 05 answers each with its own refined prompts and the others' (the transfer
+    table). Without `responders` the parameters are unchanged."""
+    if not responders:
+        return dict(parameters)
+    names = list(responders)
+    out: dict[str, dict] = {}
+    for key, params in parameters.items():
+        if key == REFINEMENT_STEP:
+            main = {**params, "responder": responders[names[0]], "responder_name": names[0], "variant": ""}
+            out[key] = main
+            for name in names[1:]:
+                out[f"{key}@{name}"] = {**main, "responder": responders[name], "responder_name": name, "variant": name}
+        elif key == EVALUATION_STEP:
+            out[key] = {**params, "refinements": names[1:]}
+        else:
+            out[key] = params
+    return out
 
 
 def declared_parameters(notebook: Path) -> dict:

@@ -65,10 +65,10 @@ def execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Pat
     progress bars) goes to logs/NN_name.log, and the console shows one line: elapsed time and the
     latest progress while it runs (on a terminal), then the outcome."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    request = log_dir / f"{source.stem}.request.json"
-    result = log_dir / f"{source.stem}.result.json"
-    log_path = log_dir / f"{source.stem}.log"
-    answers_log = log_dir / f"{source.stem}.answers.jsonl"
+    request = log_dir / f"{output.stem}.request.json"
+    result = log_dir / f"{output.stem}.result.json"
+    log_path = log_dir / f"{output.stem}.log"
+    answers_log = log_dir / f"{output.stem}.answers.jsonl"
     result.unlink(missing_ok=True)
     answers_log.unlink(missing_ok=True)
     write_json(request, {"source": str(source), "output": str(output), "parameters": params})
@@ -86,7 +86,7 @@ def execute_in_subprocess(source: Path, output: Path, params: dict, log_dir: Pat
             if live:
                 elapsed = time.perf_counter() - start
                 console.write(
-                    f"\r\033[K[pmlm] {source.stem}: {elapsed // 60:.0f}:{elapsed % 60:02.0f}  "
+                    f"\r\033[K[pmlm] {output.stem}: {elapsed // 60:.0f}:{elapsed % 60:02.0f}  "
                     f"{_progress_line(log_path)}"
                 )
                 console.flush()

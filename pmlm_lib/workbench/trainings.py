@@ -157,7 +157,7 @@ def _scores(run: Path) -> pd.DataFrame:
     if not path.exists():
         raise TrainingsError(f"{path} is missing: notebook 05 did not finish in {run}")
     scored = pd.read_parquet(path)
-    return scored[scored["responder"] == ev.responder_label(_refinement(run)["responder"])]
+    return scored[scored["responder"] == ev.refinement_label(_refinement(run))]
 
 
 def _refinement(run: Path) -> dict:

@@ -82,3 +82,20 @@ def test_prompt_budgets_count_tokens_without_converting_the_weights(tmp_path, mo
     made = [p.name for p in (tmp_path / "models").iterdir()]
     assert len(made) == 1 and "tokenizer" in made[0]
     assert not list((tmp_path / "models").glob("*/*.safetensors"))
+
+
+def test_a_cache_folder_under_a_file_is_one_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for given in (blocker / "sub", blocker):
+        monkeypatch.setenv("PMLM_CACHE", str(given))
+        with pytest.raises(weights.CacheFolderError) as info:
+            weights.cache_dir()
+        assert f"$PMLM_CACHE {given} cannot be a folder here" in str(info.value)
+        assert "How to fix: set PMLM_CACHE to a folder you can write" in str(info.value)
+
+
+def test_the_second_local_llm_is_joined_once_from_its_packages():
+    path = weights.gemma3_gguf_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 200_000_000
+    assert weights.gemma3_gguf_path() == path  # the second call finds the joined file

@@ -33,3 +33,19 @@ def test_a_responder_is_named_by_model_and_backend_unless_it_is_the_bundled_one(
     assert ev.responder_label(tuned) == "smollm2-135m-instruct-q8_0-abc.gguf (llama.cpp)"
     remote = {"backend": "openai-compatible", "base_url": "https://api.example.org/v1", "model": "gpt-4o"}
     assert ev.responder_label(remote) == "gpt-4o (openai-compatible at https://api.example.org/v1)"
+
+
+def test_prompts_refined_for_smollm2_are_refused_to_gemma_with_one_sentence_naming_both():
+    """Another LLM for real (Gemma 3 270M, `make setup-gemma`), not the same model under two names."""
+    inputs = _inputs({"responder": make_responder("bundled").identity, "responder_spec": "bundled"})
+    with pytest.raises(ResponderMismatch) as refused:
+        inputs.responder({"backend": "llamacpp", "model": "gemma3-270m"})
+    message = str(refused.value)
+    assert f"refined these prompts for {ev.BUNDLED}" in message and "gemma-3-270m-q4_k_m" in message
+    assert "`responders`" in message and message.count("\n") == 0
+
+
+def test_a_named_refinement_is_labelled_by_its_profile_name():
+    bundled = make_responder("bundled").identity
+    assert _inputs({"responder": bundled, "responder_name": "SmolLM2-135M"}).responder_label == "SmolLM2-135M"
+    assert _inputs({"responder": bundled, "responder_name": None}).responder_label == ev.BUNDLED

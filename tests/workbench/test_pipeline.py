@@ -9,6 +9,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+from pmlm_lib.evaluation import systems as ev
 from pmlm_lib.workbench.pipeline import PipelineError, run_report
 from pmlm_lib.workbench.profiles import parse_overrides
 
@@ -440,6 +441,62 @@ def test_a_run_against_endpoints_keeps_the_key_out_of_every_file_and_raw_values_
     assert received and not any(guard(json.loads(body)["messages"][0]["content"]) for body in received)
     server.close()
     faulty.shutdown()
+
+
+def test_two_responders_each_get_their_own_refinement_table_1_rows_and_the_transfer_table(smoke_run, tmp_path):
+    """A profile with two real LLMs (the bundled SmolLM2 and Gemma 3 270M): notebook 04 runs once for each, notebook
+    05 answers each with the prompts refined for it (Table 1) and with the other's (the transfer table)."""
+    import yaml
+
+    reports = tmp_path / "reports"
+    run_dir = Path(shutil.copytree(smoke_run[1], reports / "smoke", symlinks=True))
+    profile = tmp_path / "two.yaml"
+    responders = {"SmolLM2-135M": "bundled", "Gemma3-270M": {"backend": "llamacpp", "model": "gemma3-270m"}}
+    profile.write_text(yaml.safe_dump({"extends": "smoke", "responders": responders}, sort_keys=False))
+    console = io.StringIO()
+    run_report(
+        profile=str(profile), run="smoke", reports_dir=reports, start_from="04", only=["04", "05"], console=console
+    )
+    record = json.loads((run_dir / "run.json").read_text())
+    ran = {nb["notebook"]: nb for nb in record["notebooks"]}
+    assert ran["04_rl_refinement"]["status"] == ran["04_rl_refinement@Gemma3-270M"]["status"] == "ok"
+    assert "[pmlm] 04_rl_refinement@Gemma3-270M: ok in" in console.getvalue()
+    main = json.loads((run_dir / "results" / "rl_refinement.json").read_text())
+    gemma = json.loads((run_dir / "results" / "rl_refinement@Gemma3-270M.json").read_text())
+    assert main["responder_name"] == "SmolLM2-135M" and main["responder"]["model"].startswith("smollm2")
+    assert gemma["responder_name"] == "Gemma3-270M" and gemma["responder"]["model"].startswith("gemma-3-270m")
+    # each refinement keeps its own policy, prompts and report section
+    assert (run_dir / "policy.pt").exists() and (run_dir / "policy@Gemma3-270M.pt").exists()
+    sections = {
+        step: json.loads((run_dir / "artifacts" / f"{step}.json").read_text())
+        for step in ("04_rl_refinement", "04_rl_refinement@Gemma3-270M")
+    }
+    assert sections["04_rl_refinement@Gemma3-270M"]["artifacts"][0]["name"].endswith("@Gemma3-270M")
+    assert not any("@" in a["name"] for a in sections["04_rl_refinement"]["artifacts"])
+    scored = pd.read_parquet(run_dir / "answers_scored.parquet")
+    matched = scored[scored["setting"] == "matched"]
+    patients = matched[matched["system"] == ev.PMLM]["patient_id"].nunique()
+    for responder, refined in (
+        ("SmolLM2-135M", "refined_prompts.parquet"),
+        ("Gemma3-270M", "refined_prompts@Gemma3-270M.parquet"),
+    ):
+        own = matched[(matched["responder"] == responder) & (matched["system"] == ev.PMLM)].set_index("patient_id")[
+            "prompt"
+        ]
+        assert own.to_dict() == pd.read_parquet(run_dir / refined)["refined_prompt"].loc[own.index].to_dict()
+        assert {ev.BEFORE, ev.PMLM} <= set(matched[matched["responder"] == responder]["system"])
+    table1 = pd.read_csv(run_dir / "tables" / "table1_matched.csv")
+    assert {"SmolLM2-135M · PMLM", "Gemma3-270M · PMLM", "Gemma3-270M · before (Figure 5, raw data)"} <= set(
+        table1.iloc[:, 0]
+    )
+    transfer = pd.read_csv(run_dir / "tables" / "table1_transfer.csv").set_index("answers · prompts refined for")
+    assert set(transfer.index) == {"SmolLM2-135M · Gemma3-270M", "Gemma3-270M · SmolLM2-135M"}
+    assert (transfer["patients"] == patients).all() and transfer["own − transferred"].notna().all()
+    spent = pd.read_csv(run_dir / "tables" / "answers_by_responder.csv", index_col=0)
+    assert list(spent.index) == ["SmolLM2-135M", "Gemma3-270M"] and (spent["answered"] + spent["from_cache"] > 0).all()
+    findings = json.loads((run_dir / "artifacts" / "05_evaluation.json").read_text())["findings"]
+    carried = [f for f in findings if f["heading"].startswith("Does a refinement carry over")]
+    assert carried and carried[0]["sentences"][0].startswith("SmolLM2-135M: ")
 
 
 # ---- recorded results: the smoke run's deterministic figures, pinned ---------------------------------------

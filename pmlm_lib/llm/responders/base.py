@@ -242,7 +242,15 @@ class Responder(ABC):
         self.guard = (
             RawValueGuard()
         )  # what counts as a raw value; `guard.extend(cohort.indicators)` adds a cohort's names
-        self.stats = {"answered": 0, "from_cache": 0, "seconds_generating": 0.0, "empty_not_cached": 0}
+        # seconds_generating sums each answer's own time (answers decoded in parallel overlap); wall_seconds is
+        # the wall time of the calls that generated anything: what the responder cost the run
+        self.stats = {
+            "answered": 0,
+            "from_cache": 0,
+            "seconds_generating": 0.0,
+            "wall_seconds": 0.0,
+            "empty_not_cached": 0,
+        }
 
     @property
     @abstractmethod
@@ -324,6 +332,7 @@ class Responder(ABC):
             finally:
                 if bar is not None:
                     bar.close()
+                self.stats["wall_seconds"] += time.perf_counter() - started
                 log_answers(
                     identity,
                     decoding,

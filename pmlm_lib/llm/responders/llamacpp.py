@@ -2,7 +2,8 @@
 
 The server decodes several sequences at once (`n_parallel` slots with continuous batching);
 requests are sent from as many threads, so that all slots stay busy. "bundled" is SmolLM2-135M
-re-encoded as Q8_0 (models.smollm2_q8_gguf_path); "bundled-q4_1" is the file as shipped; `pmlm bench`
+re-encoded as Q8_0 (models.smollm2_q8_gguf_path); "bundled-q4_1" is the file as shipped; "gemma3-270m"
+is Gemma 3 270M (base, Q4_K_M; an optional package: make setup-gemma), another LLM; `pmlm bench`
 measures both, and the prompt cache, slots and grouping, on the machine it runs on.
 
 The server runs in a child process of its own and is asked over HTTP (127.0.0.1, the OpenAI-style
@@ -23,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pmlm_lib.common.weights import file_sha256, smollm2_gguf_path, smollm2_q8_gguf_path
+from pmlm_lib.common.weights import file_sha256, gemma3_gguf_path, smollm2_gguf_path, smollm2_q8_gguf_path
 from pmlm_lib.llm.responders.base import Decoding, Responder, run_parallel
 
 
@@ -45,11 +46,11 @@ class LlamaCppResponder(Responder):
         server_options: dict | None = None,
     ):
         super().__init__(cache=cache, use_cache=use_cache, allow_raw_data=allow_raw_data)
-        bundled = {"bundled": smollm2_q8_gguf_path, "bundled-q4_1": smollm2_gguf_path}
-        self.model_path = bundled[model]() if model in bundled else Path(model).expanduser()
+        named = {"bundled": smollm2_q8_gguf_path, "bundled-q4_1": smollm2_gguf_path, "gemma3-270m": gemma3_gguf_path}
+        self.model_path = named[model]() if model in named else Path(model).expanduser()
         if not self.model_path.exists():
             raise FileNotFoundError(
-                f"GGUF model {self.model_path} not found: pass 'bundled', 'bundled-q4_1' or the path of a .gguf file"
+                f"GGUF model {self.model_path} not found: pass {', '.join(map(repr, named))} or a .gguf file's path"
             )
         self.n_parallel, self.ctx_per_slot = n_parallel, ctx_per_slot
         self.threads = threads or min(os.cpu_count() or 2, 8)
