@@ -100,6 +100,22 @@ def prompt_rows(system: str, prompts, setting: Setting, per_seed=None) -> pd.Dat
     return pd.DataFrame(rows, columns=["setting", "system", "seed", "patient_id", "prompt"])
 
 
+def transfer_rows(own: dict[str, pd.Series], matched: Setting, answering: str) -> pd.DataFrame:
+    """The refined prompts of every other responder (`own`: name -> its refined prompts), for `answering` to
+    answer with matched decoding: the transfer table's rows."""
+    parts = [prompt_rows(transferred(name), prompts, matched) for name, prompts in own.items() if name != answering]
+    return pd.concat(parts, ignore_index=True) if parts else prompt_rows(PMLM, {}, matched)
+
+
+def own_refinement_rows(
+    rows: pd.DataFrame, own: dict[str, pd.Series], settings: dict[str, Setting], answering: str
+) -> pd.DataFrame:
+    """What a responder with its own refinement answers besides the main responder: the raw-data prompt (from
+    `rows`) and its own refined prompts in every setting (Table 1), and the others' refined prompts (transfer)."""
+    mine = [rows[rows["system"] == BEFORE]] + [prompt_rows(PMLM, own[answering], s) for s in settings.values()]
+    return pd.concat(mine + [transfer_rows(own, settings[MATCHED], answering)], ignore_index=True)
+
+
 def answer_rows(
     rows: pd.DataFrame, responder, settings: dict[str, Setting], responder_name: str, progress=print
 ) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pmlm_lib import PACKAGE_DIR
 from pmlm_lib.common.atomic import atomic_write_text, write_json
+from pmlm_lib.workbench import handrun
 from pmlm_lib.workbench.record import RunRecord
 
 TRAININGS_STEP = "trainings"  # the outputs `pmlm trainings` saves into a run, beside its notebooks'
@@ -63,18 +64,24 @@ class RunFolder:
     Opened by hand in JupyterLab, a notebook works in reports/latest, the newest complete run, and replaces
     its own outputs there."""
 
-    def __init__(self, run_dir: str | Path, step: str, variant: str = ""):
+    def __init__(self, run_dir: str | Path, step: str, variant: str = "", parameters: dict | None = None):
+        """`parameters`: the notebook's globals(), given by the numbered notebooks. Run by hand (not by `pmlm
+        report`), such a notebook reads the newest run that has its inputs, takes that run's parameters where the
+        user left the stored defaults, and writes into a copy of the run, never into a finished run (handrun)."""
         check_library()
         given = Path(run_dir)
-        self.root = given.resolve()
         self.variant = check_variant(variant or "")
         self.step = with_variant(step, self.variant)
-        if not self.root.exists() and given.name == "latest":
+        if not given.resolve().exists() and given.name == "latest":
             raise FileNotFoundError(
                 f"{given} does not exist: no report has been run here yet. Run `make report` (or "
                 "`make report PROFILE=smoke`, a few minutes) first, or set run_dir to a run folder "
                 "under reports/."
             )
+        self.hand_note = ""
+        if parameters is not None and handrun.is_hand_run():
+            given = self._by_hand(given, parameters)
+        self.root = given.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.root / "artifacts" / f"{self.step}.json"
         self.entries: list[dict] = []
@@ -82,16 +89,37 @@ class RunFolder:
         self._save_manifest()
         print(self.describe())
 
+    def _by_hand(self, given: Path, parameters: dict) -> Path:
+        """The folder a hand run writes into (a copy of a finished run), with the run's parameters taken over."""
+        source, why = handrun.source_run(given, self.step)
+        record = RunRecord.read_if_any(source)
+        if record is None or record.status == handrun.BY_HAND:
+            return source  # a new folder, or a run made by hand: written into directly
+        target = handrun.derive(source, self.step)
+        taken, kept = handrun.inherit_parameters(parameters, self.step, record.parameters.get(self.step, {}))
+        lines = [
+            f"Run by hand: this notebook reads run {source.name} ({why}) and writes into {target.name}, a copy of it "
+            f"made for this hand run, so that the finished run stays as `pmlm report` made it.",
+            "Parameters taken from that run (the stored defaults differ): "
+            + (", ".join(f"{k} = {v!r}" for k, v in taken.items()) or "none"),
+            "Parameters you changed, kept: " + (", ".join(f"{k} = {v!r}" for k, v in kept.items()) or "none"),
+        ]
+        if "run_dir" in parameters:
+            parameters["run_dir"] = str(target)  # later cells of this notebook see the folder it writes
+        self.hand_note = "\n".join(lines)
+        return target
+
     def describe(self) -> str:
         """Which run this notebook reads and writes (its first output)."""
         info = RunRecord.read_if_any(self.root)
         if info is None:
             return f"Run folder {self.root} (a new run)"
-        return (
+        where = (
             f"Run folder {self.root}: run {info.run}, profile {info.profile}, data {info.data}, "
             f"{info.status} (started {info.started}); this notebook ({self.step}) writes its outputs "
             "there"
         )
+        return f"{self.hand_note}\n{where}" if self.hand_note else where
 
     def path(self, *parts: str) -> Path:
         """A path this notebook writes inside the run folder (its parent folder is created; a variant's file

@@ -118,7 +118,7 @@ def run_report(
 
     kept = {r["notebook"]: r for r in (previous.notebooks if previous else [])}
     data_source = (prof["parameters"].get("01_data_filtering") or {}).get("data_source", "default")
-    resumed = bool(start_index and previous)
+    resumed = bool(start_from and previous)
     record = RunRecord(
         run=run,
         profile=prof["name"],
@@ -131,9 +131,17 @@ def run_report(
         models=model_identities(),
         git=git_record(),
     )
+    if resumed:  # what the earlier run did stays on record, including notebooks that `--only` leaves out here
+        record.parameters, record.seeds = dict(previous.parameters), dict(previous.seeds)
     for key, _ in jobs:
         record.parameters[key] = params[key]
         record.seeds[key] = params[key].get("seed")
+    keys = {key for key, _ in jobs}
+    outside = [
+        {**r, "status": r["status"].replace(EARLIER, "") + EARLIER}
+        for r in (previous.notebooks if resumed else [])
+        if r["notebook"] not in keys
+    ]
     record.plan = previous.plan if resumed else _plan_summary(profile, data, given, reports_dir, console)
     record.write(run_dir)
     console.write(
@@ -166,6 +174,9 @@ def run_report(
             outcome.get("error"),
         )
         record.notebooks.append(result.__dict__)
+        record.notebooks = sorted(
+            outside + [r for r in record.notebooks if r not in outside], key=lambda r: r["notebook"]
+        )
         peak = "" if result.peak_memory_mb is None else f", peak {result.peak_memory_mb:.0f} MB"
         console.write(f"[pmlm] {key}: {result.status} in {result.wall_seconds:.1f} s{peak}\n")
         console.flush()

@@ -17,6 +17,7 @@ from pathlib import Path
 from pmlm_lib.common.atomic import write_json
 from pmlm_lib.common.weights import repo_root
 from pmlm_lib.llm.answer_log import ANSWER_LOG_ENV
+from pmlm_lib.workbench.handrun import PIPELINE_ENV
 
 
 @dataclass
@@ -57,6 +58,7 @@ def _child_env() -> dict:
         env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env["PMLM_REPO_ROOT"] = str(root)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PIPELINE_ENV] = "1"  # the notebook runs with the run's parameters, into the run (see handrun)
     return env
 
 

@@ -207,7 +207,9 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
     except TimeoutException:
         pytest.fail(_what_went_wrong(browser, url, token, smoke_reports, "the explorer's dropdown"))
     run_dir = (smoke_reports / "latest").resolve()
-    wait.until(lambda d: f"Run folder {run_dir}" in _visible_text(d))  # the first output says which run it reads
+    # run by hand, the notebook reads the finished run and writes into a copy of it: its first output says both
+    wait.until(lambda d: f"this notebook reads run {run_dir.name} " in _visible_text(d))
+    assert f"Run folder {run_dir}~07-by-hand-" in _visible_text(browser)
     # an option reads "P001 · thalassemia · answers": the patient's id, the doctor's label, whether evaluated
     first = Select(dropdown).first_selected_option.text.split(" · ")[0]
     wait.until(lambda d: f"Patient {first}" in _explorer_text(d))
