@@ -36,6 +36,7 @@ class CaseData:
     refined: pd.DataFrame
     scored: pd.DataFrame | None
     k: int
+    inputs: RunInputs | None = None  # what the run holds (the playground's policy, encoder and responders)
 
     @classmethod
     def load(cls, run) -> CaseData:
@@ -50,6 +51,7 @@ class CaseData:
             refined=inputs.refined,
             k=inputs.k,
             scored=pd.read_parquet(scored_path) if scored_path.exists() else None,
+            inputs=inputs,
         )
 
     @property
@@ -249,10 +251,22 @@ def save(run, data: CaseData, pid: str, name: str) -> None:
         )
 
 
-def explorer(data: CaseData, render=None):
+def explorer(data: CaseData, render=None, playground: bool = True):
     """A dropdown of patients and the view of the chosen one (JupyterLab). `render(pid)` is called
-    on every choice (default: `show` into the widget's output area)."""
+    on every choice (default: `show` into the widget's output area, then the playground of that patient, where
+    she edits the prompt and asks the model)."""
     import ipywidgets as widgets
+    from IPython.display import display
+
+    from pmlm_lib.workbench.playground import Playground
+    from pmlm_lib.workbench.playground import widget as playground_widget
+
+    lab = Playground(data.inputs) if playground and data.inputs is not None else None
+
+    def view(pid: str) -> None:
+        show(data, pid)
+        if lab is not None:
+            display(playground_widget(lab, pid))
 
     ids = data.patients()
     labels = data.labels
@@ -269,7 +283,7 @@ def explorer(data: CaseData, render=None):
     def on_change(change):
         output.clear_output(wait=True)
         with output:
-            (render or (lambda pid: show(data, pid)))(change["new"])
+            (render or view)(change["new"])
 
     dropdown.observe(on_change, names="value")
     box = widgets.VBox([dropdown, output])

@@ -4,6 +4,7 @@ Skipped, with the reason, only where no Chromium and ChromeDriver can be had (`.
 `chromium` and `chromium-driver` when they are missing, so CI always runs it).
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -232,3 +233,26 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
     assert not [e.text for e in errors if "Traceback" in e.text or "Error" in e.text]
     assert "Traceback" not in text
     browser.save_screenshot(str(Path(smoke_reports) / "explorer.png"))
+
+    # the playground of that patient (outside notebook 05's sample): delete a word with a click, Ask, and see the
+    # three answers with their scores and the try in her list
+    toggles = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-toggle-button"))
+    text_box = browser.find_element(By.CSS_SELECTOR, ".widget-textarea textarea")
+    words_before = len(text_box.get_attribute("value").split())
+    toggles[3].click()
+    wait.until(lambda d: len(text_box.get_attribute("value").split()) == words_before - 1)
+    assert "π(e | s_0)" in _explorer_text(browser)
+    clicked = time.perf_counter()
+    browser.find_element(By.XPATH, "//button[normalize-space()='Ask']").click()
+    try:
+        wait.until(lambda d: "answered in" in (shown := _explorer_text(d)) and "your prompt" in shown)
+    except TimeoutException:
+        pytest.fail(_what_went_wrong(browser, url, token, smoke_reports, "the playground's answer"))
+    seconds = time.perf_counter() - clicked
+    shown = _explorer_text(browser)
+    assert "BERTScore-F1" in shown and "ROUGE-L" in shown and "Your tries since the explorer opened" in shown
+    assert "The responder failed" not in shown
+    (Path(smoke_reports) / "playground_ask.json").write_text(
+        json.dumps({"seconds_click_to_answer": round(seconds, 1), "patient": target, "answers": 3})
+    )
+    browser.save_screenshot(str(Path(smoke_reports) / "playground.png"))

@@ -229,6 +229,27 @@ class PromptEditor:
             out += [max(candidates, key=lambda r: float(r.logp)) for candidates in zip(*tries)]
         return out
 
+    @torch.no_grad()
+    def word_probabilities(self, prompt: str, x_prime: np.ndarray) -> pd.DataFrame:
+        """π(e | s) of the policy's first step on this prompt (Eqs. 5-8): one row per word with its probability of
+        being chosen and whether it may be chosen at all (protected words may not)."""
+        import pandas as pd
+
+        self.train(False)
+        words = segment(prompt)
+        x_hat = self.encoder(torch.as_tensor(x_prime[None], dtype=torch.float32, device=self.device))[0]
+        flags = self.editable(words)
+        mask = None if flags is None else torch.tensor(flags, device=self.device)
+        E = self.embedder.embed([words])[0].to(self.device)
+        logp, _ = self.policy.position_and_hidden(E, x_hat, mask)
+        return pd.DataFrame(
+            {
+                "word": words,
+                "pi": logp.exp().cpu().numpy(),
+                "editable": flags if flags is not None else [True] * len(words),
+            }
+        )
+
     def edit_table(
         self, tasks: list[EditTask], mode: str = "greedy", seed: int = 0, samples: int = 8, n_steps: int | None = None
     ) -> pd.DataFrame:
