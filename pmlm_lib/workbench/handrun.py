@@ -29,6 +29,9 @@ from pmlm_lib.workbench.record import EARLIER, RunRecord
 PIPELINE_ENV = "PMLM_PIPELINE"  # set by the runner for the notebooks it executes
 BY_HAND = "by hand"  # the status of a run folder made for a hand run
 NOT_RUN = "not run for this variant"
+# how a notebook shows its results, not what the run computed: by hand it keeps its own value (widgets in
+# JupyterLab; the report runs with interactive = False)
+NOT_INHERITED = ("run_dir", "interactive")
 _derived: dict[tuple[str, str], Path] = {}  # (source run, step) -> the folder this kernel already made
 
 
@@ -137,7 +140,7 @@ def inherit_parameters(namespace: dict, step: str, recorded: dict) -> tuple[dict
     defaults = committed_defaults(step)
     taken, kept = {}, {}
     for name, default in defaults.items():
-        if name == "run_dir" or name not in namespace:
+        if name in NOT_INHERITED or name not in namespace:
             continue
         if namespace[name] != default:  # the user's own value
             kept[name] = namespace[name]

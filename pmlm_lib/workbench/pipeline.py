@@ -137,10 +137,11 @@ def run_report(
         record.parameters[key] = params[key]
         record.seeds[key] = params[key].get("seed")
     keys = {key for key, _ in jobs}
-    outside = [
+    first = jobs[start_index][0]
+    outside = [  # the notebooks before this one that `--only` leaves out; later ones no longer match the new outputs
         {**r, "status": r["status"].replace(EARLIER, "") + EARLIER}
         for r in (previous.notebooks if resumed else [])
-        if r["notebook"] not in keys
+        if r["notebook"] not in keys and r["notebook"] < first
     ]
     record.plan = previous.plan if resumed else _plan_summary(profile, data, given, reports_dir, console)
     record.write(run_dir)

@@ -16,6 +16,7 @@ import time
 import pandas as pd
 
 from pmlm_lib.evaluation.systems import PMLM, WITHOUT_PR
+from pmlm_lib.method.refine.walkthrough import heat_html
 from pmlm_lib.workbench.inputs import RunInputs
 
 YOURS = "your prompt"
@@ -98,20 +99,6 @@ class Playground:
         for responder in self._responders.values():
             responder.close()
         self._responders.clear()
-
-
-def heat_html(heat: pd.DataFrame) -> str:
-    """The prompt's words shaded by π (darker: the policy deletes it first more likely); protected words grey."""
-    top = float(heat["pi"].max()) or 1.0
-    spans = []
-    for word, pi, editable in heat[["word", "pi", "editable"]].itertuples(index=False):
-        shade = f"rgba(196,78,82,{0.08 + 0.8 * pi / top:.2f})" if editable else "#e6e6e6"
-        spans.append(f"<span title='π = {pi:.3f}' style='background:{shade};padding:1px 0'>{html.escape(word)}</span>")
-    return (
-        "<div class='pmlm-heat' style='font-family:monospace;font-size:90%;white-space:pre-wrap'>"
-        + "".join(spans)
-        + "</div>"
-    )
 
 
 def widget(playground: Playground, pid: str):
