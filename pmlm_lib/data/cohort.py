@@ -416,6 +416,18 @@ def _checked_patients(
                     "patients)",
                 )
             tokens = Counter(str(v).strip() for v in patients.loc[absent, col])
+            if col == "reference_reply":  # filtering, prediction and retrieval need no reply: the patient stays
+                patients = patients.assign(reference_reply=patients[col].astype("string").where(~absent, pd.NA))
+                log.append(
+                    _note(
+                        "patients without a doctor's reply kept for filtering, prediction and retrieval; the steps "
+                        "that score answers against replies (notebooks 04-06) leave them out",
+                        int(absent.sum()),
+                        ", ".join(f"'{t}' ({n})" for t, n in tokens.most_common(5)),
+                        unit="patients (kept)",
+                    )
+                )
+                continue
             log.append(
                 _note(
                     f"patients without a {what} removed (empty or a missing-value word)",
@@ -551,7 +563,7 @@ def _typed_tables(
     first_exam = out_e.groupby("patient_id")["exam_date"].min().dt.normalize()
     out_p = pd.DataFrame({"patient_id": ppid.astype(str).to_numpy(), "label": labels.to_numpy()})
     if "reference_reply" in patients.columns:
-        out_p["reference_reply"] = patients["reference_reply"].astype(str).str.strip().to_numpy()
+        out_p["reference_reply"] = patients["reference_reply"].astype("string").str.strip().to_numpy()
     if "admission_date" in patients.columns and not _is_blank(patients["admission_date"]).all():
         adm = read_times(patients["admission_date"], ps, "admission_date", options, log).values.dt.normalize()
         last_exam = out_p["patient_id"].map(out_e.groupby("patient_id")["exam_date"].max().dt.normalize())
@@ -637,6 +649,13 @@ class Cohort:
                 "add a 'reference_reply' column to its patients table (the public sets have none; "
                 "use them for filtering, prediction and retrieval only)."
             )
+
+    def with_reply(self, patient_ids) -> list[str]:
+        """The patients among these who have a doctor's reply (the ones an answer can be scored for), in order."""
+        if not self.has_replies:
+            return []
+        replies = self.by_patient("reference_reply")
+        return [p for p in patient_ids if pd.notna(replies.get(p))]
 
     @property
     def labels(self) -> list[str]:

@@ -59,7 +59,8 @@ class CaseData:
         return self.cohort.by_patient("label")
 
     def reply(self, pid: str) -> str:
-        return str(self.cohort.by_patient("reference_reply")[pid])
+        reply = self.cohort.by_patient("reference_reply")[pid] if self.cohort.has_replies else None
+        return "(no reply recorded for this patient)" if reply is None or pd.isna(reply) else str(reply)
 
     def patients(self) -> list[str]:
         """Every test patient the policy edited (prediction, peers and marked prompt for all)."""

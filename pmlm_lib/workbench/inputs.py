@@ -107,9 +107,11 @@ class RunInputs:
     def replies(self) -> pd.Series:
         return self.cohort.by_patient("reference_reply")
 
-    def ids(self, part: str) -> list[str]:
-        """The patients of one split ("train", "validation" or "test")."""
-        return list(self.split[self.split == part].index)
+    def ids(self, part: str, with_reply: bool = False) -> list[str]:
+        """The patients of one split ("train", "validation" or "test"); `with_reply`: only those with a doctor's
+        reply (whose answers can be scored)."""
+        ids = list(self.split[self.split == part].index)
+        return self.cohort.with_reply(ids) if with_reply else ids
 
     def x_prime(self, patient_ids: list[str]) -> np.ndarray:
         """x' of these patients (the encoder's input), rows in their order."""

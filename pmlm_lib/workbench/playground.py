@@ -72,6 +72,8 @@ class Playground:
         seconds = time.perf_counter() - started
         if self._metrics is None:
             self._metrics = Metrics(device=self.device)
+        if not self.inputs.cohort.with_reply([pid]):
+            raise ValueError(f"patient {pid} has no doctor's reply: her answers cannot be scored")
         reply = str(self.inputs.replies[pid])
         scores = self._metrics.per_answer(answers, [reply] * len(answers))[SCORES]
         table = pd.DataFrame({"prompt": list(kinds.values()), "answer": answers}, index=list(kinds)).join(

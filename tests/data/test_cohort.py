@@ -117,8 +117,13 @@ def test_missing_label_and_reply_words_are_missing_not_text(tmp_path):
         patients=PATIENTS.replace("B,thalassemia", "B,NA") + "C,normal,null,2021-06-01\n",
         exams=EXAMS + "C,2021-06-02,120,200\n",
     )
-    assert c.patient_ids == ["A"] and "without a label removed" in log_reasons(c) and "'NA' (1)" in log_reasons(c)
-    assert "without a doctor's reply removed" in log_reasons(c) and "'null' (1)" in log_reasons(c)
+    # a missing label removes the patient; a missing reply does not: 01-03 need none, 04-06 leave her out
+    assert c.patient_ids == ["A", "C"] and "without a label removed" in log_reasons(c) and "'NA' (1)" in log_reasons(c)
+    assert "patients without a doctor's reply kept for filtering, prediction and retrieval" in log_reasons(c)
+    assert "'null' (1)" in log_reasons(c) and c.with_reply(["A", "C"]) == ["A"]
+    assert pd.isna(c.by_patient("reference_reply")["C"])
+    saved = c.save(tmp_path / "saved")  # the run folder's copy reads back the same way (notebooks 02-07)
+    assert load_folder(saved).with_reply(["A", "C"]) == ["A"]
     msg = error_with(tmp_path, {"on_quality": "raise"}, patients=PATIENTS.replace("B,thalassemia", "B,"))
     assert "column 'label'" in msg and "label of patient B is missing" in msg
     msg = error_with(

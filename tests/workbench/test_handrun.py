@@ -63,9 +63,7 @@ def test_notebook_04_run_by_hand_leaves_the_finished_run_untouched_and_starts_fr
         for o in cell.get("outputs", [])
         if o["output_type"] == "stream"
     )
-    assert (
-        "reads run smoke (the newest run with notebooks 01-03 finished (reports/latest points at data-check" in first
-    )
+    assert "reads run smoke (the newest run with notebooks 01-03 finished (reports/latest points at data-check" in first
     assert f"writes into {copy.name}" in first and "Parameters you changed, kept: random_control = False" in first
     assert "epochs = 2" in first  # the smoke run's, not the stored default's 6
     refined = json.loads((copy / "results" / "rl_refinement.json").read_text())

@@ -114,11 +114,11 @@ def worked_episode(editor, reward, patient_id: str, prompt: str, x_prime, refere
         if editor.embed == "once":
             E = edit_rows(E, j, "delete", None)
     out.s_n = join(words)
-    result = reward([out.s_n], [prompt], [reference])
-    answers = reward.answer([prompt, out.s_n])  # from the cache: the reward just asked for them
+    answers = reward.answer([prompt, out.s_n])  # LLM_r, with the refinement's decoding (s_0's from the cache)
+    before, after = (float(v) for v in reward.scorer(answers, [reference, reference]))  # BS(., r), as the reward
     out.answers = {"s_0": answers[0], "s_n": answers[1]}
-    out.scores = {"s_0": float(result.before[0]), "s_n": float(result.after[0])}
-    out.reward = float(result.reward[0])
+    out.scores = {"s_0": before, "s_n": after}
+    out.reward = after - before  # Eq. 9
     out.loss = -sum(out.logp) * out.reward  # Eq. 11 for this one episode
     return out
 
