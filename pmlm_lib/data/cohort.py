@@ -651,9 +651,9 @@ class Cohort:
             )
 
     def with_reply(self, patient_ids) -> list[str]:
-        """The patients among these who have a doctor's reply (the ones an answer can be scored for), in order."""
-        if not self.has_replies:
-            return []
+        """The patients among these who have a doctor's reply (the ones an answer can be scored for), in order; a
+        cohort without any reply is an error that says so."""
+        self.require_replies("Scoring answers (notebooks 04-06 compare them with the doctors' replies)")
         replies = self.by_patient("reference_reply")
         return [p for p in patient_ids if pd.notna(replies.get(p))]
 

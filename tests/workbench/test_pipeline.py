@@ -452,7 +452,10 @@ def test_two_responders_each_get_their_own_refinement_table_1_rows_and_the_trans
     run_dir = Path(shutil.copytree(smoke_run[1], reports / "smoke", symlinks=True))
     profile = tmp_path / "two.yaml"
     responders = {"SmolLM2-135M": "bundled", "Gemma3-270M": {"backend": "llamacpp", "model": "gemma3-270m"}}
-    profile.write_text(yaml.safe_dump({"extends": "smoke", "responders": responders}, sort_keys=False))
+    lean = {"05_evaluation": {"finetune_patients": 0, "greedy_patients": 0, "sampled_seeds": [0]}}  # covered elsewhere
+    profile.write_text(
+        yaml.safe_dump({"extends": "smoke", "responders": responders, "parameters": lean}, sort_keys=False)
+    )
     console = io.StringIO()
     run_report(
         profile=str(profile), run="smoke", reports_dir=reports, start_from="04", only=["04", "05"], console=console
