@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from pmlm_lib import PACKAGE_DIR
@@ -45,8 +46,7 @@ def _number(step: str) -> str:
 
 def _has_inputs(record: RunRecord, step: str) -> bool:
     """The run finished every notebook before this step (what this step reads)."""
-    done = record.statuses()
-    return all(done.get(f"{i:02d}") == "ok" for i in range(1, int(_number(step))))
+    return not record.missing([f"{i:02d}" for i in range(1, int(_number(step)))])
 
 
 def source_run(run_dir: Path, step: str) -> tuple[Path, str]:
@@ -97,15 +97,26 @@ def derive(source: Path, step: str) -> Path:
     return target
 
 
-def committed_defaults(step: str) -> dict:
-    """The parameters cell's values of notebooks/STEP.ipynb as committed (git HEAD), else as saved on disk."""
+def notebook_defaults(notebook: str | Path) -> dict:
+    """The values a notebook's parameters cell gives (papermill's reading, evaluated as Python literals)."""
     import papermill
 
-    notebook = PACKAGE_DIR.parent / "notebooks" / f"{step}.ipynb"
-    text = None
+    out = {}
+    for name, spec in papermill.inspect_notebook(str(notebook)).items():
+        try:
+            out[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            out[name] = spec["default"]
+    return out
+
+
+def committed_defaults(step: str) -> dict:
+    """The parameters cell's values of the step's notebook as committed (git HEAD), else as saved on disk (a
+    variant, "04_rl_refinement@NAME", is notebook 04's)."""
+    name = f"{step.split('@')[0]}.ipynb"
     try:
         text = subprocess.run(
-            ["git", "show", f"HEAD:notebooks/{step}.ipynb"],
+            ["git", "show", f"HEAD:notebooks/{name}"],
             cwd=PACKAGE_DIR.parent,
             capture_output=True,
             text=True,
@@ -113,25 +124,14 @@ def committed_defaults(step: str) -> dict:
             timeout=20,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        pass
+        text = ""
     if text:
-        committed = Path(os.environ.get("TMPDIR", "/tmp")) / f"pmlm-{os.getpid()}-{step}.ipynb"
-        committed.write_text(text, encoding="utf-8")
-        try:
-            declared = papermill.inspect_notebook(str(committed))
-        finally:
-            committed.unlink(missing_ok=True)
-    elif notebook.exists():
-        declared = papermill.inspect_notebook(str(notebook))
-    else:
-        return {}
-    out = {}
-    for name, spec in declared.items():
-        try:
-            out[name] = ast.literal_eval(spec["default"])
-        except (ValueError, SyntaxError):
-            out[name] = spec["default"]
-    return out
+        with tempfile.TemporaryDirectory() as folder:
+            committed = Path(folder) / name
+            committed.write_text(text, encoding="utf-8")
+            return notebook_defaults(committed)
+    notebook = PACKAGE_DIR.parent / "notebooks" / name
+    return notebook_defaults(notebook) if notebook.exists() else {}
 
 
 def inherit_parameters(namespace: dict, step: str, recorded: dict) -> tuple[dict, dict]:

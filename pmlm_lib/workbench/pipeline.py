@@ -149,6 +149,7 @@ def run_report(
         f"[pmlm] run {run} (profile {prof['name']}, data {record.data}); notebook output in {run_dir / 'logs'}\n"
     )
 
+    record.notebooks = list(outside)
     for i, (key, nb) in enumerate(jobs):
         if i < start_index:
             if key in kept:
@@ -174,10 +175,7 @@ def run_report(
             html,
             outcome.get("error"),
         )
-        record.notebooks.append(result.__dict__)
-        record.notebooks = sorted(
-            outside + [r for r in record.notebooks if r not in outside], key=lambda r: r["notebook"]
-        )
+        record.notebooks = sorted(record.notebooks + [result.__dict__], key=lambda r: r["notebook"])
         peak = "" if result.peak_memory_mb is None else f", peak {result.peak_memory_mb:.0f} MB"
         console.write(f"[pmlm] {key}: {result.status} in {result.wall_seconds:.1f} s{peak}\n")
         console.flush()

@@ -23,8 +23,8 @@ from pmlm_lib.data.prompts import coarse_prompt
 from pmlm_lib.evaluation import systems as ev
 from pmlm_lib.llm.answer_log import read_answer_log
 from pmlm_lib.llm.responders.base import AnswerCache
+from pmlm_lib.workbench.handrun import notebook_defaults
 from pmlm_lib.workbench.profiles import (
-    declared_parameters,
     default_notebooks_dir,
     default_reports_dir,
     discover_notebooks,
@@ -211,19 +211,6 @@ def requests_of(stem: str, p: dict, tokens: dict) -> list[Requests]:
     counted = {**tokens, "n_steps": n, "refined": max(1, tokens["coarse"] - n)}  # a deleted word is about a token
     requests = REQUESTS_BY_NOTEBOOK.get(stem[:2])
     return requests(p, counted) if requests else []
-
-
-def notebook_defaults(notebook: Path) -> dict:
-    """The values a notebook's parameters cell gives (what a profile does not set)."""
-    import ast
-
-    out = {}
-    for name, spec in declared_parameters(notebook).items():
-        try:
-            out[name] = ast.literal_eval(spec["default"])
-        except (ValueError, SyntaxError):
-            out[name] = spec["default"]
-    return out
 
 
 def _answer_logs(reports_dir: Path) -> list[tuple[Path, RunRecord]]:

@@ -229,26 +229,26 @@ class PromptEditor:
             out += [max(candidates, key=lambda r: float(r.logp)) for candidates in zip(*tries)]
         return out
 
+    def patient_vector(self, x_prime: np.ndarray) -> torch.Tensor:
+        """x̂ of one patient (Eq. 2): the patient encoder's output for her x'."""
+        return self.encoder(torch.as_tensor(x_prime[None], dtype=torch.float32, device=self.device))[0]
+
+    def word_logp(self, E: torch.Tensor, x_hat: torch.Tensor, flags: list[bool] | None) -> torch.Tensor:
+        """log π(e | s) over a state's words (Eqs. 5-8) from their rows E, with protected words (flags False) masked."""
+        mask = None if flags is None else torch.tensor(flags, device=self.device)
+        return self.policy.position_and_hidden(E, x_hat, mask)[0]
+
     @torch.no_grad()
     def word_probabilities(self, prompt: str, x_prime: np.ndarray) -> pd.DataFrame:
-        """π(e | s) of the policy's first step on this prompt (Eqs. 5-8): one row per word with its probability of
-        being chosen and whether it may be chosen at all (protected words may not)."""
+        """π(e | s) of the policy's first step on this prompt: one row per word with its probability of being chosen
+        and whether it may be chosen at all (protected words may not)."""
         import pandas as pd
 
         self.train(False)
         words = segment(prompt)
-        x_hat = self.encoder(torch.as_tensor(x_prime[None], dtype=torch.float32, device=self.device))[0]
         flags = self.editable(words)
-        mask = None if flags is None else torch.tensor(flags, device=self.device)
-        E = self.embedder.embed([words])[0].to(self.device)
-        logp, _ = self.policy.position_and_hidden(E, x_hat, mask)
-        return pd.DataFrame(
-            {
-                "word": words,
-                "pi": logp.exp().cpu().numpy(),
-                "editable": flags if flags is not None else [True] * len(words),
-            }
-        )
+        logp = self.word_logp(self.embedder.embed([words])[0].to(self.device), self.patient_vector(x_prime), flags)
+        return pd.DataFrame({"word": words, "pi": logp.exp().cpu().numpy(), "editable": flags or [True] * len(words)})
 
     def edit_table(
         self, tasks: list[EditTask], mode: str = "greedy", seed: int = 0, samples: int = 8, n_steps: int | None = None

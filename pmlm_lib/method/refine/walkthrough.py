@@ -74,7 +74,7 @@ def worked_episode(editor, reward, patient_id: str, prompt: str, x_prime, refere
     """The trained `editor`'s greedy episode on one patient, scored by `reward` (the run's AnswerReward)."""
     editor.train(False)
     words = segment(prompt)
-    x_hat = editor.encoder(torch.as_tensor(x_prime[None], dtype=torch.float32, device=editor.device))[0]
+    x_hat = editor.patient_vector(x_prime)
     flags = editor.editable(words)
     E = editor.embedder.embed([words])[0].to(editor.device)
     out = WorkedEpisode(
@@ -92,8 +92,7 @@ def worked_episode(editor, reward, patient_id: str, prompt: str, x_prime, refere
             break
         if editor.embed != "once":
             E = editor.embedder.embed([words])[0].to(editor.device)
-        mask = None if flags is None else torch.tensor(flags, device=editor.device)
-        logp, _ = editor.policy.position_and_hidden(E, x_hat, mask)
+        logp = editor.word_logp(E, x_hat, flags)
         j = int(torch.argmax(logp))
         pi = logp.exp().cpu().numpy()
         out.steps.append(
