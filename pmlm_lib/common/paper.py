@@ -66,3 +66,51 @@ def table(figures: dict) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame.from_dict(figures, orient="index", columns=TABLE_COLUMNS)
+
+
+# The paper's value of each notebook parameter it fixes (Section 5.1, Algorithm 1, Appendix A.2), and why the
+# workbench may run another: {notebook: {parameter: (the paper's value, why a run may differ)}}. A notebook
+# shows these beside the values it ran with (workbench/parameter_text.py).
+PARAMETERS = {
+    "01_data_filtering": {
+        "n_patients": (2373, "the synthetic cohort is drawn to the paper's size"),
+        "split": ("date", "data without calendar dates cannot be split by date; 'auto' picks it when it can"),
+        "train_end": ("2021-12-31", ""),
+        "validation_end": ("2022-06-30", ""),
+    },
+    "02_predictor_study": {
+        "rocket_kernels": (10000, "ROCKET's own default; fewer kernels fit the CPU budget"),
+        "lm_model": ("Llama3-8B, GLM4-9B, Qwen2-7B, LLaVA1.5-7B", "7-9B models need a GPU; a folder path runs one"),
+        "lm_train_patients": (None, "the paper fine-tunes on every training patient; a CPU cannot in minutes"),
+    },
+    "03_peer_retrieval": {
+        "k": (10, ""),
+        "max_visits": (45, "the paper's largest record count per patient"),
+        "encoder_mode": ("paper", "'supervised' and 'contrastive' are the workbench's alternatives"),
+    },
+    "04_rl_refinement": {
+        "n_steps": (10, ""),
+        "lr": (0.005, "one update of 16 episodes per step learned more reliably at 0.01 on validation (README)"),
+        "train_patients": (None, "the paper trains on every training patient; answers are the CPU's budget"),
+        "patients_per_epoch": (None, "Algorithm 1 runs every training patient in each epoch"),
+        "batch_size": (None, "Algorithm 1 updates once per epoch"),
+        "baseline": ("none", "Eq. 11 has none; a baseline lowers the variance of the gradient (text of notebook 04)"),
+        "protect": ([], "the paper lets the policy delete any word; protecting diagnoses keeps the clinical content"),
+        "embed": ("every_step", "Eq. 6 re-encodes s_i at each step; 'once' encodes s_0 and drops deleted rows"),
+        "operations": (["delete"], ""),
+        "reward_metric": ("f1", ""),
+        "train_encoder": (True, ""),
+        "responder": ("GPT-4 and four other remote LLMs", "the bundled SmolLM2-135M runs here without a network"),
+        "temperature": (0.0, "the paper does not give it; 0 makes answers repeatable"),
+    },
+    "05_evaluation": {
+        "eval_patients": (None, "the paper evaluates every test patient; answers are the CPU's budget"),
+        "sampled_seeds": ([0, 1, 2, 3, 4], "the paper reports the mean of five runs"),
+        "responder": ("GPT-4 and four other remote LLMs", "the bundled SmolLM2-135M runs here without a network"),
+    },
+    "06_figures": {
+        "heatmap_indices": (100, ""),
+        "k_grid": ("k from 0 to 20 (Figure 7)", ""),
+        "n_grid": ("n from 0 to 20 (Figure 7)", ""),
+    },
+}

@@ -241,9 +241,29 @@ def edit_heatmap(positions: pd.Series, n_steps: int, n_indices: int = 100):
     return fig, counts
 
 
-def sweep_curves(summary: pd.DataFrame, parameter: str, metrics=("BERTScore-P", "BERTScore-R", "BERTScore-F1")):
+SWEEP_MIN_PATIENTS = 10  # below this, a 95% interval of a mean is more than twice as wide as the normal one's
+
+
+def small_sample_warning(n: int, minimum: int = SWEEP_MIN_PATIENTS) -> str:
+    """A sentence for a figure of means over only `n` patients (empty when n reaches `minimum`)."""
+    if n >= minimum:
+        return ""
+    from scipy import stats
+
+    t = stats.t.ppf(0.975, max(n - 1, 1))
+    return (
+        f"Only {n} patient(s): each 95% interval is the standard error times t = {t:.1f} (1.96 for many patients), "
+        f"and the curve shows what these patients got, not a trend; give the sweep at least {minimum} patients "
+        "(sweep_patients) before reading one."
+    )
+
+
+def sweep_curves(
+    summary: pd.DataFrame, parameter: str, metrics=("BERTScore-P", "BERTScore-R", "BERTScore-F1"), patients=None
+):
     """The paper's Figure 7: each metric as a parameter varies, mean ± half-width of its 95% CI over
-    patients (an `evaluation.summary` table indexed by the parameter's value)."""
+    patients (an `evaluation.summary` table indexed by the parameter's value). With `patients` (how many), the
+    title says so, and warns in red below SWEEP_MIN_PATIENTS."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), sharex=True)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         x = summary.index.to_numpy()
@@ -252,14 +272,25 @@ def sweep_curves(summary: pd.DataFrame, parameter: str, metrics=("BERTScore-P", 
         ax.set_title(metric)
         ax.set_xlabel(parameter)
         ax.set_xticks(x)
+    if patients is not None:
+        few = patients < SWEEP_MIN_PATIENTS
+        fig.suptitle(
+            f"{patients} patients" + (f": too few to read a trend (fewer than {SWEEP_MIN_PATIENTS})" if few else ""),
+            color="#C44E52" if few else "black",
+            fontsize=10,
+        )
     fig.tight_layout()
     return fig
 
 
-def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str], columns: int = 4):
-    """One patient's indicators over time, every panel on one shared time axis with one date format;
-    the shaded band is the third-trimester reference range (most examinations are late in pregnancy),
-    drawn across the whole panel when the indicator is in the catalogue and in the catalogue's unit."""
+ORDINAL = {1: "first", 2: "second", 3: "third"}
+
+
+def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str], columns: int = 4, trimester: int = 3):
+    """One patient's indicators over time, every panel on one shared time axis with one date format; the shaded
+    band is the reference range of the given trimester (default the third: most examinations are late in
+    pregnancy, and the data carries no gestational age to choose by), drawn across the whole panel when the
+    indicator is in the catalogue and in the catalogue's unit. The figure's title says which range it draws."""
     import matplotlib.dates as mdates
 
     exams = cohort.exams[cohort.exams["patient_id"] == patient_id].sort_values("exam_date")
@@ -274,7 +305,7 @@ def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str],
         unit = cohort.units.get(name) or (spec.unit if spec else "")
         outside = pd.Series(False, index=values.index)
         if spec is not None and unit == spec.unit:
-            low, high = spec.range_for(3)
+            low, high = spec.range_for(trimester)
             ax.axhspan(low, high, color="#55A868", alpha=0.15, zorder=0)
             outside = (values[name] < low) | (values[name] > high)
             span = [values[name].min(), values[name].max(), low, high]
@@ -286,6 +317,12 @@ def patient_trajectories(cohort: Cohort, patient_id: str, indicators: list[str],
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     axes[0, 0].set_xlim(first - pad, last + pad)
+    fig.suptitle(
+        f"{patient_id}: green band, the {ORDINAL[trimester]}-trimester reference range; red, outside it",
+        fontsize=9,
+        x=0.01,
+        ha="left",
+    )
     locator = mdates.AutoDateLocator(minticks=2, maxticks=4)
     for ax in axes.ravel():
         ax.xaxis.set_major_locator(locator)

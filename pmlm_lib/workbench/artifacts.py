@@ -23,6 +23,7 @@ import pandas as pd
 from pmlm_lib import PACKAGE_DIR
 from pmlm_lib.common.atomic import atomic_write_text, write_json
 from pmlm_lib.workbench import handrun
+from pmlm_lib.workbench.parameter_text import parameters_markdown
 from pmlm_lib.workbench.record import RunRecord
 
 TRAININGS_STEP = "trainings"  # the outputs `pmlm trainings` saves into a run, beside its notebooks'
@@ -88,6 +89,9 @@ class RunFolder:
         self.found: list[dict] = []
         self._save_manifest()
         print(self.describe())
+        self.parameter_text = ""
+        if parameters is not None:
+            self._show_parameters(parameters)
 
     def _by_hand(self, given: Path, parameters: dict) -> Path:
         """The folder a hand run writes into (a copy of a finished run), with the run's parameters taken over."""
@@ -108,6 +112,17 @@ class RunFolder:
             parameters["run_dir"] = str(target)  # later cells of this notebook see the folder it writes
         self.hand_note = "\n".join(lines)
         return target
+
+    def _show_parameters(self, parameters: dict) -> None:
+        """The notebook's parameters as this run set them, beside the paper's (its second output, in Markdown)."""
+        names = list(handrun.parameter_names(self.step)) or list(parameters)
+        self.parameter_text = parameters_markdown(self.step, names, parameters)
+        from IPython import get_ipython
+
+        if get_ipython() is not None:  # in a kernel (JupyterLab, papermill); a script has no one to show it to
+            from IPython.display import Markdown, display
+
+            display(Markdown(self.parameter_text))
 
     def describe(self) -> str:
         """Which run this notebook reads and writes (its first output)."""

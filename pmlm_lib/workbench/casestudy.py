@@ -20,10 +20,21 @@ from pmlm_lib.data.quality import label_key
 from pmlm_lib.evaluation import personalization, plots
 from pmlm_lib.evaluation.metrics import COLUMNS
 from pmlm_lib.evaluation.personalization import profile
+from pmlm_lib.evaluation.systems import PMLM, WITHOUT_PR
 from pmlm_lib.method.refine import word_edits
+from pmlm_lib.workbench.case_export import answers_html, prompt_html
 from pmlm_lib.workbench.inputs import RunInputs
 
-TRAJECTORY_INDICATORS = SALIENT[:8]  # the panels of the case view
+TRAJECTORY_INDICATORS = SALIENT[:8]  # the panels of the case view until she chooses others
+GAIN = "PMLM − s_0"  # BERTScore-F1 points, the main responder, matched decoding
+PREDICTION = {"all": None, "right": True, "wrong": False}
+SORTS = {
+    "patient id": ("patient", True),
+    "visits (most first)": ("visits", False),
+    f"{GAIN} (largest first)": (GAIN, False),
+    f"{GAIN} (smallest first)": (GAIN, True),
+    "confidence (lowest first)": ("confidence", True),
+}
 
 
 @dataclass
@@ -145,61 +156,124 @@ class CaseData:
         mine = self.scored[self.scored["patient_id"] == pid]
         if mine.empty:
             return pd.DataFrame()
-        if "setting" in mine:
-            setting = "matched" if (mine["setting"] == "matched").any() else mine["setting"].iloc[0]
-            mine = mine[mine["setting"] == setting]
-        mine = mine[mine["seed"] == mine["seed"].min()]
-        return mine.set_index(["responder", "system"])[["answer"] + COLUMNS].round(1)
+        return _one_setting(mine).set_index(["responder", "system"])[["answer"] + COLUMNS].round(1)
 
-    def figure(self, pid: str):
+    def default_indicators(self) -> list[str]:
+        return [i for i in TRAJECTORY_INDICATORS if i in self.cohort.indicators] or list(self.cohort.indicators)[:8]
+
+    def figure(self, pid: str, indicators: list[str] | None = None, trimester: int = 3):
         return plots.patient_trajectories(
-            self.cohort,
-            pid,
-            [i for i in TRAJECTORY_INDICATORS if i in self.cohort.indicators] or list(self.cohort.indicators)[:8],
+            self.cohort, pid, list(indicators or self.default_indicators()), trimester=trimester
         )
 
-
-def _answers_html(answers: pd.DataFrame, reply: str) -> str:
-    cells = [f"<tr><th style='text-align:left'>doctor's reply</th><td colspan=2>{html.escape(reply)}</td></tr>"]
-    for (responder, system), row in answers.iterrows():
-        scores = ", ".join(f"{c} {row[c]:.1f}" for c in ("BERTScore-F1", "ROUGE-L", "BLEU-4"))
-        cells.append(
-            f"<tr><th style='text-align:left'>{html.escape(system)}<br><small>{html.escape(responder)}</small></th>"
-            f"<td>{html.escape(row['answer'])}</td><td><small>{scores}</small></td></tr>"
+    # ---- the patient list -------------------------------------------------------------------------
+    @cached_property
+    def patient_table(self) -> pd.DataFrame:
+        """One row per test patient, what the explorer filters and sorts on: the doctor's diagnosis, the
+        prediction and whether it is right, the number of examinations, and PMLM − s_0 in BERTScore-F1 (the main
+        responder, matched decoding) where notebook 05 answered her."""
+        ids = self.patients()
+        visits = self.cohort.exams.groupby("patient_id").size()
+        predicted = self.predictions.loc[ids, "predicted"]
+        diagnosis = self.labels.reindex(ids)
+        table = pd.DataFrame(
+            {
+                "diagnosis": diagnosis,
+                "predicted": predicted,
+                "prediction right": [label_key(a) == label_key(b) for a, b in zip(predicted, diagnosis)],
+                "confidence": self.predictions.loc[ids, "confidence"].astype(float),
+                "visits": visits.reindex(ids).fillna(0).astype(int),
+                GAIN: self._gains().reindex(ids),
+            },
+            index=pd.Index(ids, name="patient"),
         )
-    return "<table>" + "".join(cells) + "</table>"
+        return table
+
+    def _gains(self) -> pd.Series:
+        if self.scored is None or self.scored.empty:
+            return pd.Series(dtype=float)
+        main = _one_setting(self.scored)
+        main = main[main["responder"] == main["responder"].iloc[0]]  # notebook 05 answers the main responder first
+        wide = main.pivot_table(index="patient_id", columns="system", values="BERTScore-F1", aggfunc="first")
+        if PMLM not in wide or WITHOUT_PR not in wide:
+            return pd.Series(dtype=float)
+        return (wide[PMLM] - wide[WITHOUT_PR]).round(1)
+
+    # ---- a peer -----------------------------------------------------------------------------------
+    def peer_ids(self, pid: str) -> list[str]:
+        return list(self.peer_table(pid)["peer_id"])
+
+    def peer_summary(self, peer: str, of: str) -> str:
+        row = self.peers[(self.peers["patient_id"] == of) & (self.peers["peer_id"] == peer)].iloc[0]
+        visits = int((self.cohort.exams["patient_id"] == peer).sum())
+        return (
+            f"**Peer {peer}** of {of} (rank {int(row['rank'])}, similarity {float(row['similarity']):.3f}; "
+            f"{self.split.get(peer, '?')} split): {visits} examinations; doctor's diagnosis **{self.labels[peer]}**."
+        )
+
+    def history(self, pid: str) -> pd.DataFrame:
+        """Her examinations, one row per date, the indicators she has values for (in the data's units)."""
+        exams = self.cohort.exams[self.cohort.exams["patient_id"] == pid].sort_values("exam_date")
+        shown = [i for i in self.cohort.indicators if exams[i].notna().any()]
+        table = exams.set_index(exams["exam_date"].dt.strftime("%Y-%m-%d").rename("date"))[shown]
+        return table.rename(columns=lambda c: f"{c} ({self.cohort.units[c]})" if self.cohort.units.get(c) else c)
 
 
-def _prompt_html(marked: str) -> str:
-    import re
+def _one_setting(scored: pd.DataFrame) -> pd.DataFrame:
+    """The answers of one decoding: the matched one (the prompts were refined for it), else the first seed of the
+    sampled one."""
+    if "setting" in scored:
+        setting = "matched" if (scored["setting"] == "matched").any() else scored["setting"].iloc[0]
+        scored = scored[scored["setting"] == setting]
+    return scored[scored["seed"] == scored["seed"].min()]
 
-    text = html.escape(marked)
-    text = re.sub(r"\[-(.+?)-\](\d+)", r"<del style='color:#C44E52'>\1</del><sup>\2</sup>", text)
-    text = re.sub(r"\{\+(.+?)\+\}(\d+)", r"<ins style='color:#55A868'>\1</ins><sup>\2</sup>", text)
-    return f"<div style='white-space:pre-wrap;font-family:monospace;font-size:90%'>{text}</div>"
+
+def filter_patients(
+    table: pd.DataFrame,
+    diagnosis: str | None = None,
+    prediction: str = "all",
+    min_visits: int = 0,
+    answered_only: bool = False,
+    sort: str = "patient id",
+) -> list[str]:
+    """The explorer's patient list: `table` (CaseData.patient_table) filtered by diagnosis (None: all), by
+    whether the prediction is right ("all", "right", "wrong"), by a least number of visits and by having answers,
+    then sorted (a key of SORTS; patients without answers last when sorting by the gain)."""
+    rows = table
+    if diagnosis is not None:
+        rows = rows[rows["diagnosis"] == diagnosis]
+    if PREDICTION[prediction] is not None:
+        rows = rows[rows["prediction right"] == PREDICTION[prediction]]
+    rows = rows[rows["visits"] >= min_visits]
+    if answered_only:
+        rows = rows[rows[GAIN].notna()]
+    column, ascending = SORTS[sort]
+    if column == "patient":
+        return sorted(rows.index)
+    return list(rows.sort_values([column], ascending=ascending, na_position="last", kind="stable").index)
 
 
-def show(data: CaseData, pid: str) -> None:
+def show(data: CaseData, pid: str, indicators: list[str] | None = None, trimester: int = 3) -> None:
     """The interactive view of one patient (displayed, nothing saved)."""
     import matplotlib.pyplot as plt
     from IPython.display import HTML, Markdown, display
 
     display(Markdown(data.summary(pid)))
-    fig = data.figure(pid)
+    fig = data.figure(pid, indicators, trimester)
     display(fig)
     plt.close(fig)
     display(Markdown("**Prediction** (top probabilities)"), data.probabilities(pid))
-    display(Markdown(f"**Peers** (top {data.k} training patients)"), data.peer_table(pid))
+    display(Markdown(f"**Peers** (top {data.k} training patients; open one below)"), data.peer_table(pid))
     display(
         Markdown(
             "**Coarse prompt with the policy's edits** (deleted struck through, inserted underlined, with the step)"
         ),
-        HTML(_prompt_html(data.marked_prompt(pid))),
+        HTML(prompt_html(data.marked_prompt(pid))),
         Markdown(data.edit_note(pid)),
     )
     answers = data.answers(pid)
     if len(answers):
-        display(Markdown("**Answers** beside the doctor's reply"), HTML(_answers_html(answers, data.reply(pid))))
+        display(Markdown("**Answers** beside the doctor's reply"), HTML(answers_html(answers, data.reply(pid))))
     else:
         display(
             Markdown(
@@ -207,6 +281,19 @@ def show(data: CaseData, pid: str) -> None:
                 f"({len(data.evaluated())} of {len(data.patients())} test patients were).*"
             )
         )
+
+
+def show_peer(data: CaseData, peer: str, of: str, indicators: list[str] | None = None, trimester: int = 3) -> None:
+    """A peer opened from a patient's view: her summary, indicators, examinations and the doctor's reply."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    display(Markdown(data.peer_summary(peer, of)))
+    fig = data.figure(peer, indicators, trimester)
+    display(fig)
+    plt.close(fig)
+    display(Markdown("**Her examinations**"), data.history(peer))
+    display(Markdown(f"**Doctor's reply**: {data.reply(peer)}"))
 
 
 def save(run, data: CaseData, pid: str, name: str) -> None:
@@ -252,10 +339,43 @@ def save(run, data: CaseData, pid: str, name: str) -> None:
         )
 
 
+def _case_tools(data: CaseData, pid: str, lab, chosen):
+    """Below a patient's view: open one of her peers, and export the case as one HTML file."""
+    import ipywidgets as widgets
+
+    from pmlm_lib.workbench.case_export import export_case
+
+    peer = widgets.Dropdown(
+        options=[("(choose a peer)", "")] + [(f"{p} · {data.labels[p]}", p) for p in data.peer_ids(pid)],
+        description="open peer",
+        layout=widgets.Layout(width="420px"),
+    )
+    peer.add_class("pmlm-peer")
+    peer_out = widgets.Output()
+    export = widgets.Button(description="Export case", tooltip="one HTML file that opens without Jupyter")
+    exported = widgets.HTML()
+
+    def on_peer(change):
+        peer_out.clear_output(wait=True)
+        if change["new"]:
+            with peer_out:
+                show_peer(data, change["new"], pid, *chosen())
+
+    def on_export(_):
+        tries = lab.tries_table() if lab is not None else None
+        path = export_case(data, pid, tries, *chosen())
+        exported.value = f"written: <code>{html.escape(str(path))}</code> (opens in any browser)"
+
+    peer.observe(on_peer, names="value")
+    export.on_click(on_export)
+    return widgets.VBox([peer, peer_out, widgets.HBox([export, exported])])
+
+
 def explorer(data: CaseData, render=None, playground: bool = True):
-    """A dropdown of patients and the view of the chosen one (JupyterLab). `render(pid)` is called
-    on every choice (default: `show` into the widget's output area, then the playground of that patient, where
-    she edits the prompt and asks the model)."""
+    """The patient list with its filters and sorting, and the view of the chosen patient (JupyterLab, Voilà).
+    `render(pid)` is called on every choice (default: `show` into the widget's output area with the chosen
+    indicators and reference trimester, then the peer opener, "export case", and the playground of that
+    patient, where she edits the prompt and asks the model)."""
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -263,31 +383,101 @@ def explorer(data: CaseData, render=None, playground: bool = True):
     from pmlm_lib.workbench.playground import widget as playground_widget
 
     lab = Playground(data.inputs) if playground and data.inputs is not None else None
+    table = data.patient_table
+    wide, narrow = widgets.Layout(width="300px"), widgets.Layout(width="170px")
+    diagnosis = widgets.Dropdown(
+        options=[("all", None)] + [(d, d) for d in sorted(table["diagnosis"].unique())],
+        description="diagnosis",
+        layout=wide,
+    )
+    prediction = widgets.Dropdown(options=list(PREDICTION), description="prediction", layout=wide)
+    most = int(table["visits"].max() or 0)
+    visits = widgets.BoundedIntText(value=0, min=0, max=most, description="visits ≥", layout=narrow)
+    answered = widgets.Checkbox(value=False, description="with answers only", indent=False)
+    answered.add_class("pmlm-answered")
+    sort = widgets.Dropdown(options=list(SORTS), description="sort by", layout=widgets.Layout(width="340px"))
+    count = widgets.HTML()
+    indicators = widgets.SelectMultiple(
+        options=list(data.cohort.indicators),
+        value=data.default_indicators(),
+        rows=6,
+        description="indicators",
+    )
+    trimester = widgets.Dropdown(
+        options=[("first", 1), ("second", 2), ("third", 3)],
+        value=3,
+        description="reference",
+        tooltip="the trimester whose reference range the green band draws",
+        layout=widgets.Layout(width="220px"),
+    )
+
+    def chosen():
+        return list(indicators.value), trimester.value
 
     def view(pid: str) -> None:
-        show(data, pid)
+        show(data, pid, *chosen())
+        display(_case_tools(data, pid, lab, chosen))
         if lab is not None:
             display(playground_widget(lab, pid))
 
-    ids = data.patients()
-    labels = data.labels
-    evaluated = set(data.evaluated())
-    options = [(f"{p} · {labels[p]}" + (" · answers" if p in evaluated else ""), p) for p in ids]
+    def option(p):
+        gain = table.loc[p, GAIN]
+        answers = "" if pd.isna(gain) else f" · answers ({GAIN} {gain:+.1f})"
+        return f"{p} · {table.loc[p, 'diagnosis']}{answers}", p
+
+    def options(ids):
+        return [option(p) for p in ids]
+
+    ids = filter_patients(table)
     dropdown = widgets.Dropdown(
-        options=options,
+        options=options(ids),
         value=(data.evaluated() or ids)[0] if ids else None,
         description="patient",
         layout=widgets.Layout(width="480px"),
     )
+    dropdown.add_class("pmlm-patient")
     output = widgets.Output()
 
-    def on_change(change):
+    def draw(pid):
         output.clear_output(wait=True)
         with output:
-            (render or view)(change["new"])
+            if pid is None:
+                print("No test patient passes these filters.")
+            else:
+                (render or view)(pid)
 
+    def on_change(change):
+        draw(change["new"])
+
+    def on_filter(_):
+        ids = filter_patients(table, diagnosis.value, prediction.value, visits.value, answered.value, sort.value)
+        count.value = f"{len(ids)} of {len(table)} test patients"
+        current = dropdown.value
+        dropdown.unobserve(on_change, names="value")
+        dropdown.options = options(ids)
+        dropdown.value = current if current in ids else (ids[0] if ids else None)
+        dropdown.observe(on_change, names="value")
+        if dropdown.value != current:
+            draw(dropdown.value)
+
+    def on_display(_):
+        draw(dropdown.value)
+
+    for control in (diagnosis, prediction, visits, answered, sort):
+        control.observe(on_filter, names="value")
+    for control in (indicators, trimester):
+        control.observe(on_display, names="value")
     dropdown.observe(on_change, names="value")
-    box = widgets.VBox([dropdown, output])
+    on_filter(None)
+    box = widgets.VBox(
+        [
+            widgets.HBox([diagnosis, prediction, visits, answered]),
+            widgets.HBox([sort, count]),
+            dropdown,
+            widgets.HBox([indicators, trimester]),
+            output,
+        ]
+    )
     if ids:
-        on_change({"new": dropdown.value})
+        draw(dropdown.value)
     return box

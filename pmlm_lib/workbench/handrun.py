@@ -110,6 +110,12 @@ def notebook_defaults(notebook: str | Path) -> dict:
     return out
 
 
+def parameter_names(step: str) -> list[str]:
+    """The names in the step's parameters cell, in its order (the notebook as saved; else as committed)."""
+    notebook = PACKAGE_DIR.parent / "notebooks" / f"{step.split('@')[0]}.ipynb"
+    return list(notebook_defaults(notebook) if notebook.exists() else committed_defaults(step))
+
+
 def committed_defaults(step: str) -> dict:
     """The parameters cell's values of the step's notebook as committed (git HEAD), else as saved on disk (a
     variant, "04_rl_refinement@NAME", is notebook 04's)."""

@@ -85,17 +85,42 @@ def mark_edits(
     return "".join(mark or text for text, mark in tokens).strip()
 
 
+def edited_sequence(
+    prompt: str, positions: list[int], operations: list[str] | None = None, words: list | None = None
+) -> list[str]:
+    """The word types one episode edited, step by step (the word in the state each step chose)."""
+    state, edited = segment(prompt), []
+    for j, operation, new in zip(
+        positions, operations or ["delete"] * len(positions), words or [None] * len(positions)
+    ):
+        edited.append(word_type(state[j]))
+        state = apply_edit(state, j, operation, new)
+    return edited
+
+
 def edited_types(
     prompt: str, positions: list[int], operations: list[str] | None = None, words: list | None = None
 ) -> set[str]:
     """The word types one episode edited (each counted once)."""
-    state, edited = segment(prompt), set()
-    for j, operation, new in zip(
-        positions, operations or ["delete"] * len(positions), words or [None] * len(positions)
-    ):
-        edited.add(word_type(state[j]))
-        state = apply_edit(state, j, operation, new)
-    return edited
+    return set(edited_sequence(prompt, positions, operations, words))
+
+
+def words_edited_at_step(refined, step: int):
+    """How often each word type was edited at `step` (1 = the first edit) over refined prompts (a table with
+    coarse_prompt, positions and, where recorded, operations and words), commonest first."""
+    import pandas as pd
+
+    at_step = []
+    for _, row in refined.iterrows():
+        ops, new = row.get("operations"), row.get("words")
+        sequence = edited_sequence(
+            row["coarse_prompt"],
+            list(row["positions"]),
+            None if ops is None else list(ops),
+            None if new is None else list(new),
+        )
+        at_step += sequence[step - 1 : step]
+    return pd.Series(at_step, dtype=object).value_counts().rename(f"edited at step {step} ({len(at_step)} prompts)")
 
 
 def edited_words_by_epoch(log: list[dict], prompts: dict | pd.Series, top: int = 10) -> pd.DataFrame:
