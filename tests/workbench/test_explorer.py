@@ -72,7 +72,8 @@ def test_a_peer_opens_with_her_history_and_reply(data):
     history = data.history(peer)
     assert len(history) == int((data.cohort.exams["patient_id"] == peer).sum()) > 0
     assert history.notna().any().all()  # only the indicators she has values for
-    assert f"Peer {peer} of {pid}" in data.peer_summary(peer, pid) and data.labels[peer] in data.peer_summary(peer, pid)
+    summary = data.peer_summary(peer, pid)
+    assert summary.startswith(f"**Peer {peer}** of {pid} (rank 1") and data.labels[peer] in summary
 
 
 def test_any_indicator_is_plotted_against_the_chosen_trimesters_range(data):
