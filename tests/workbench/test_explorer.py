@@ -2,6 +2,7 @@
 opened with her history and reply, any indicator with the chosen trimester's reference band, and a case exported
 as one HTML file that opens without Jupyter."""
 
+import html
 import re
 import shutil
 
@@ -100,4 +101,4 @@ def test_an_exported_case_is_one_self_contained_page(data):
     # nothing to fetch and nothing to run: it opens anywhere, without Jupyter or a network
     assert "<script" not in page and not re.search(r"(src|href)=['\"]?(https?:|/|\.\.)", page)
     for part in (data.refined.loc[pid, "refined_prompt"], data.reply(pid)):
-        assert part.split()[0] in page
+        assert html.escape(part) in page
