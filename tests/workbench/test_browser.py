@@ -191,6 +191,14 @@ def _run_all_cells(browser, notebook: str = "07_case_study.ipynb") -> None:
         "//li[contains(@class,'lm-Menu-item') and not(contains(@class,'lm-mod-disabled'))]"
         "[.//*[normalize-space()='Run All Cells']]"
     )
+    try:
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.XPATH, tab))
+    except TimeoutException:
+        labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".lm-TabBar-tab")]
+        browser.save_screenshot(str(Path(browser.capabilities.get("chrome", {}).get("userDataDir", ".")) / "tabs.png"))
+        pytest.fail(
+            f"no tab of {notebook} in JupyterLab; its tabs: {labels}; the page shows:\n{_visible_text(browser)[:1500]}"
+        )
     for _ in range(10):
         browser.find_element(By.XPATH, tab).click()
         browser.find_element(By.XPATH, menu).click()
