@@ -362,6 +362,7 @@ def test_notebook_04_run_by_hand_leaves_the_finished_run_untouched_and_starts_fr
     before = _hashes(finished)
     try:
         wait = _open_notebook(browser, url, token, "04_rl_refinement.ipynb")
+        clicked = time.time()
         _run_all_cells(browser, "04_rl_refinement.ipynb")
         wait.until(lambda d: f"this notebook reads run {finished.name} " in _visible_text(d))
         first = _visible_text(browser)
@@ -377,7 +378,9 @@ def test_notebook_04_run_by_hand_leaves_the_finished_run_untouched_and_starts_fr
             failed = [e.text for e in errors if "Traceback" in e.text or "Error" in e.text]
             if failed:
                 pytest.fail(f"notebook 04 run by hand failed: {failed[0][-1500:]}")
-            done = (copy / "results" / "rl_refinement.json").exists()
+            # the copy starts with the finished run's file; this run's replaces it
+            written = copy / "results" / "rl_refinement.json"
+            done = written.exists() and written.stat().st_mtime > clicked
             return done and all(s == "idle" for s in _kernel_states(url, token))
 
         WebDriverWait(browser, 900, poll_frequency=2).until(finished_or_failed)
