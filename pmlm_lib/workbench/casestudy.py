@@ -386,7 +386,7 @@ def explorer(data: CaseData, render=None, playground: bool = True):
     table = data.patient_table
     wide, narrow = widgets.Layout(width="300px"), widgets.Layout(width="170px")
     diagnosis = widgets.Dropdown(
-        options=[("all", None)] + [(d, d) for d in sorted(table["diagnosis"].unique())],
+        options=[("all", "")] + [(d, d) for d in sorted(table["diagnosis"].unique())],  # None would show blank
         description="diagnosis",
         layout=wide,
     )
@@ -450,7 +450,8 @@ def explorer(data: CaseData, render=None, playground: bool = True):
         draw(change["new"])
 
     def on_filter(_):
-        ids = filter_patients(table, diagnosis.value, prediction.value, visits.value, answered.value, sort.value)
+        chosen_diagnosis = diagnosis.value or None
+        ids = filter_patients(table, chosen_diagnosis, prediction.value, visits.value, answered.value, sort.value)
         count.value = f"{len(ids)} of {len(table)} test patients"
         current = dropdown.value
         dropdown.unobserve(on_change, names="value")
