@@ -59,16 +59,17 @@ class Playground:
             self._responders[name] = self._inputs_for(name).responder(None, self.n_parallel)
         return self._responders[name]
 
-    def ask(self, pid: str, prompt: str, responder: str | None = None) -> pd.DataFrame:
+    def ask(self, pid: str, prompt: str, responder: str | None = None, progress: bool = False) -> pd.DataFrame:
         """Her prompt, s_0 and PMLM's prompt answered for this patient (cached), each scored against the doctor's
-        reply; the try is kept in `tries`. Rows: prompt kind; columns: answer, scores, seconds."""
+        reply; the try is kept in `tries`. Rows: prompt kind; columns: answer, scores, seconds. `progress`: a bar of
+        the answers still to come (where they are not in the cache)."""
         from pmlm_lib.evaluation.metrics import Metrics
 
         name = responder or self.inputs.responder_label
         inputs = self._inputs_for(name)
         kinds = {YOURS: prompt, WITHOUT_PR: self.coarse(pid), PMLM: self.refined(pid, name)}
         started = time.perf_counter()
-        answers = self._responder(name).answer(list(kinds.values()), inputs.decoding)
+        answers = self._responder(name).answer(list(kinds.values()), inputs.decoding, progress=progress)
         seconds = time.perf_counter() - started
         if self._metrics is None:
             self._metrics = Metrics(device=self.device)
@@ -140,10 +141,13 @@ def widget(playground: Playground, pid: str):
         status.value = f"<i>asking {html.escape(responder.value)} (three prompts; cached answers come at once) ...</i>"
         answer_out.clear_output()
         try:
-            table = playground.ask(pid, text.value, responder.value)
+            with answer_out:  # the bar of the answers still to come shows here while they come
+                table = playground.ask(pid, text.value, responder.value, progress=True)
         except Exception as exc:  # an endpoint that fails must say so in the view, not in a log
+            answer_out.clear_output()
             status.value = f"<b style='color:#C44E52'>The responder failed: {html.escape(str(exc)[:400])}</b>"
             return
+        answer_out.clear_output()
         status.value = f"<b>answered</b> in {playground.tries[-1]['seconds']:.1f} s"
         with answer_out:
             display(HTML(f"<p><b>Doctor's reply:</b> {html.escape(str(playground.inputs.replies[pid]))}</p>"))
