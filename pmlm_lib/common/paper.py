@@ -68,6 +68,7 @@ def table(figures: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(figures, orient="index", columns=TABLE_COLUMNS)
 
 
+NOT_GIVEN = "not given"  # a parameter the paper's method has but whose value it does not state
 # The paper's value of each notebook parameter it fixes (Section 5.1, Algorithm 1, Appendix A.2), and why the
 # workbench may run another: {notebook: {parameter: (the paper's value, why a run may differ)}}. A notebook
 # shows these beside the values it ran with (workbench/parameter_text.py).
@@ -101,7 +102,7 @@ PARAMETERS = {
         "reward_metric": ("f1", ""),
         "train_encoder": (True, ""),
         "responder": ("GPT-4 and four other remote LLMs", "the bundled SmolLM2-135M runs here without a network"),
-        "temperature": (0.0, "the paper does not give it; 0 makes answers repeatable"),
+        "temperature": (NOT_GIVEN, "0 makes answers repeatable"),
     },
     "05_evaluation": {
         "eval_patients": (None, "the paper evaluates every test patient; answers are the CPU's budget"),
@@ -110,7 +111,7 @@ PARAMETERS = {
     },
     "06_figures": {
         "heatmap_indices": (100, ""),
-        "k_grid": ("k from 0 to 20 (Figure 7)", ""),
-        "n_grid": ("n from 0 to 20 (Figure 7)", ""),
+        "k_grid": (NOT_GIVEN, "Figure 7 shows the values; the text does not list them"),
+        "n_grid": (NOT_GIVEN, "Figure 7 shows the values; the text does not list them"),
     },
 }

@@ -8,7 +8,7 @@ compares the table of every notebook of the smoke run with the run record.
 
 from __future__ import annotations
 
-from pmlm_lib.common.paper import PARAMETERS
+from pmlm_lib.common.paper import NOT_GIVEN, PARAMETERS
 
 HEADING = "**Parameters of this run**"
 SKIPPED = ("run_dir",)  # where it writes is said in the first output
@@ -33,10 +33,13 @@ def parameters_markdown(step: str, names: list[str], values: dict) -> str:
         if name in SKIPPED or name not in values:
             continue
         value = values[name]
-        if name in paper:
+        if name in paper and paper[name][0] == NOT_GIVEN:
+            why = paper[name][1]
+            note = "the paper does not give it" + (f": {why}" if why else "")
+            rows.append(f"| {name} | {_shown(value)} | not given | {note} |")
+        elif name in paper:
             theirs, why = paper[name]
-            same = value == theirs
-            note = "same" if same else ("differs: " + why if why else "differs")
+            note = "same" if value == theirs else ("differs: " + why if why else "differs")
             rows.append(f"| {name} | {_shown(value)} | {_shown(theirs)} | {note} |")
         else:
             rows.append(f"| {name} | {_shown(value)} | | the workbench's |")

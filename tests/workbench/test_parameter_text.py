@@ -44,3 +44,9 @@ def test_every_notebook_of_the_smoke_run_states_the_parameters_the_run_record_ho
             assert ast.literal_eval(shown[name]) == value, f"{nb['notebook']}: {name} {shown[name]}, ran {value!r}"
             checked += 1
     assert checked >= 20
+
+
+def test_a_value_the_paper_does_not_give_is_not_called_the_same():
+    text = parameters_markdown("04_rl_refinement", ["temperature"], {"temperature": 0.0})
+    assert "| temperature | `0.0` | not given | the paper does not give it: " in text
+    assert parse(text) == {"temperature": "0.0"}
