@@ -169,6 +169,19 @@ def _kernel_states(url: str, token: str) -> list[str]:
         return [k.get("execution_state", "?") for k in json.load(reply)]
 
 
+def _settled(driver, url: str, token: str) -> bool:
+    """Every kernel idle, as the server says, twice a second apart (between two queued cells a kernel is idle for
+    a moment), and the page's indicator idle too."""
+    from selenium.webdriver.common.by import By
+
+    for _ in range(2):
+        if not all(s == "idle" for s in _kernel_states(url, token)):
+            return False
+        time.sleep(1)
+    indicator = driver.find_element(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator").get_attribute("data-status")
+    return "idle" in (indicator or "")
+
+
 def _cells_started(driver) -> bool:
     """Whether any code cell has begun to run: its prompt shows [*] or an execution count instead of [ ]."""
     prompts = driver.find_elements("css selector", ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputArea-prompt")
@@ -272,6 +285,9 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
     except TimeoutException:
         pytest.fail(_what_went_wrong(browser, url, token, lab_reports, "the explorer's dropdown"))
     run_dir = (lab_reports / "latest").resolve()
+    # Run All goes on with the cells below the explorer; a choice made meanwhile waits in the kernel's queue behind
+    # them, so wait until the kernel has finished them, as a person would see the notebook settle
+    wait.until(lambda d: _settled(d, url, token))
     # run by hand, the notebook reads the finished run and writes into a copy of it: its first output says both
     wait.until(lambda d: f"this notebook reads run {run_dir.name} " in _visible_text(d))
     assert f"Run folder {run_dir}~07-by-hand-" in _visible_text(browser)
@@ -300,7 +316,10 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
 
     # the playground of that patient (outside notebook 05's sample): delete a word with a click, Ask, and see the
     # three answers with their scores and the try in her list
-    toggles = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-toggle-button"))
+    try:
+        toggles = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-toggle-button"))
+    except TimeoutException:
+        pytest.fail(_what_went_wrong(browser, url, token, lab_reports, "the playground's word buttons"))
     text_box = browser.find_element(By.CSS_SELECTOR, ".widget-textarea textarea")
     words_before = len(text_box.get_attribute("value").split())
     toggles[3].click()
