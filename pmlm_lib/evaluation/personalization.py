@@ -22,7 +22,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from pmlm_lib.data.prompts import clinical_kinds, join, segment
-from pmlm_lib.method.refine.word_edits import apply_edit, word_type
+from pmlm_lib.method.refine.word_edits import apply_edit, row_edits, word_type
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,9 +99,7 @@ def profile(refined: pd.DataFrame) -> pd.DataFrame:
 
     rows = {}
     for pid, r in refined.iterrows():
-        ops = list(r["operations"]) if "operations" in r and r["operations"] is not None else None
-        new = list(r["words"]) if "words" in r and r["words"] is not None else None
-        edits, touched = edit_set(r["coarse_prompt"], list(r["positions"]), ops, new)
+        edits, touched = edit_set(r["coarse_prompt"], *row_edits(r))
         kinds = clinical_kinds(r["coarse_prompt"])
         rows[pid] = {
             "edit_set": edits,

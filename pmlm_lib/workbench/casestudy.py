@@ -116,9 +116,7 @@ class CaseData:
 
     def marked_prompt(self, pid: str) -> str:
         row = self.refined.loc[pid]
-        ops = list(row["operations"]) if "operations" in row else None
-        words = list(row["words"]) if "words" in row else None
-        return word_edits.mark_edits(row["coarse_prompt"], list(row["positions"]), ops, words)
+        return word_edits.mark_edits(row["coarse_prompt"], *word_edits.row_edits(row))
 
     @cached_property
     def edit_profile(self) -> pd.DataFrame:

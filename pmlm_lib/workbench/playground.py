@@ -65,6 +65,8 @@ class Playground:
         the answers still to come (where they are not in the cache)."""
         from pmlm_lib.evaluation.metrics import Metrics
 
+        if not self.inputs.cohort.with_reply([pid]):  # before any answer is spent on her
+            raise ValueError(f"patient {pid} has no doctor's reply: her answers cannot be scored")
         name = responder or self.inputs.responder_label
         inputs = self._inputs_for(name)
         kinds = {YOURS: prompt, WITHOUT_PR: self.coarse(pid), PMLM: self.refined(pid, name)}
@@ -73,8 +75,6 @@ class Playground:
         seconds = time.perf_counter() - started
         if self._metrics is None:
             self._metrics = Metrics(device=self.device)
-        if not self.inputs.cohort.with_reply([pid]):
-            raise ValueError(f"patient {pid} has no doctor's reply: her answers cannot be scored")
         reply = str(self.inputs.replies[pid])
         scores = self._metrics.per_answer(answers, [reply] * len(answers))[SCORES]
         table = pd.DataFrame({"prompt": list(kinds.values()), "answer": answers}, index=list(kinds)).join(

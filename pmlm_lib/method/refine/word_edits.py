@@ -105,6 +105,14 @@ def edited_types(
     return set(edited_sequence(prompt, positions, operations, words))
 
 
+def row_edits(row) -> tuple[list[int], list[str] | None, list | None]:
+    """One refined prompt's edits from notebook 04's table (a row with positions and, where recorded, operations
+    and words): (positions, operations, words), as mark_edits and edited_sequence take them."""
+    ops = row["operations"] if "operations" in row else None
+    new = row["words"] if "words" in row else None
+    return list(row["positions"]), None if ops is None else list(ops), None if new is None else list(new)
+
+
 def words_edited_at_step(refined, step: int):
     """How often each word type was edited at `step` (1 = the first edit) over refined prompts (a table with
     coarse_prompt, positions and, where recorded, operations and words), commonest first."""
@@ -112,14 +120,7 @@ def words_edited_at_step(refined, step: int):
 
     at_step = []
     for _, row in refined.iterrows():
-        ops, new = row.get("operations"), row.get("words")
-        sequence = edited_sequence(
-            row["coarse_prompt"],
-            list(row["positions"]),
-            None if ops is None else list(ops),
-            None if new is None else list(new),
-        )
-        at_step += sequence[step - 1 : step]
+        at_step += edited_sequence(row["coarse_prompt"], *row_edits(row))[step - 1 : step]
     return pd.Series(at_step, dtype=object).value_counts().rename(f"edited at step {step} ({len(at_step)} prompts)")
 
 
