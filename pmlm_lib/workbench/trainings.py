@@ -99,7 +99,7 @@ def copy_inputs(base: Path, record: RunRecord, target: Path) -> None:
         relative = path.relative_to(base)
         if relative.parts[0] in skip_dirs or relative in dropped or path.is_dir():
             continue
-        if relative.name == "index.html" or relative.name.startswith("policy.pt"):
+        if relative.name == "index.html" or relative.name.startswith("policy"):
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)

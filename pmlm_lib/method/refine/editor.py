@@ -21,6 +21,7 @@ only, in training and at inference, so a protected word is never chosen and cost
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,6 +105,19 @@ class PromptEditor:
     def parameters(self) -> list:
         """What REINFORCE trains: the policy, and the patient encoder in the paper's mode."""
         return list(self.policy.parameters()) + (list(self.encoder.parameters()) if self.train_encoder else [])
+
+    def restarted(self) -> PromptEditor:
+        """This editor with a new policy, its weights drawn from torch's generator as a new WordPolicy's are
+        (on the CPU, so that a seed gives the same start on any device), and a copy of the patient encoder as
+        it is now; the word embedder is shared. One restart of the training starts from it."""
+        policy = copy.deepcopy(self.policy).cpu()
+        for module in policy.modules():  # in construction order: the draws of a newly built policy
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        clone = copy.copy(self)
+        clone.policy, clone.encoder = policy.to(self.device), copy.deepcopy(self.encoder)
+        clone.timer = Timer(("embedding", "policy"))
+        return clone
 
     def train(self, mode: bool = True) -> None:
         self.policy.train(mode)

@@ -23,21 +23,17 @@ waiting for answers, BERTScore, embedding, policy and updates.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from pmlm_lib.common.stats import paired_test
 from pmlm_lib.common.timing import Timer
-from pmlm_lib.method.refine.controls import random_deletion, random_deletion_prompts
-from pmlm_lib.method.refine.editor import INFERENCE_MODES, EditTask, PromptEditor, Rollout
+from pmlm_lib.method.refine.controls import random_deletion
+from pmlm_lib.method.refine.editor import EditTask, PromptEditor, Rollout
 from pmlm_lib.method.refine.reward import AnswerReward, RewardResult
-
-if TYPE_CHECKING:  # pandas is imported where tables are made, not at import time
-    import pandas as pd
 
 TIMED = ("answers", "reward", "embedding", "policy", "update")  # where training time goes
 BASELINES = ("none", "mean", "s0_score", "random", "group")
@@ -54,6 +50,7 @@ class RefineConfig:
     entropy_bonus: float = 0.0  # weight of the policy's entropy in the loss (keeps it exploring)
     random_control: bool = True  # score random deletion of n words once per pool patient: policy − random per epoch
     seed: int = 0
+    control_seed: int | None = None  # the random control's deletions (None: seed); a training's restarts share them
 
     def __post_init__(self):
         if self.baseline not in BASELINES:
@@ -148,6 +145,7 @@ class Refiner:
         self.epoch = 0
         self.updates = 0
         self.random_reward: dict[str, float] = {}
+        self.history: list[dict] = []  # one summary per epoch (`train` returns it too)
 
     def train(self, episodes: list[Episode], checkpoint: str | Path | None = None, progress=print) -> list[dict]:
         """Algorithm 1 over `config.epochs`, resuming from `checkpoint` when it holds earlier epochs
@@ -180,6 +178,7 @@ class Refiner:
             history.append(self.end_epoch(progress))
             if checkpoint:
                 self.save_checkpoint(checkpoint, history)
+        self.history = history
         return history
 
     # ---- the parts of the loop ------------------------------------------------------------------
@@ -190,7 +189,7 @@ class Refiner:
             return
         n = self.editor.n_steps
         randoms = [
-            random_deletion(e.prompt, n, np.random.default_rng([self.config.seed, i]), self.editor.min_words)[0]
+            random_deletion(e.prompt, n, np.random.default_rng([self.control_seed, i]), self.editor.min_words)[0]
             for i, e in enumerate(episodes)
         ]
         self.reward.prepare(initials + randoms)
@@ -264,6 +263,10 @@ class Refiner:
         self.epoch += 1
         return summary
 
+    @property
+    def control_seed(self) -> int:
+        return self.config.seed if self.config.control_seed is None else self.config.control_seed
+
     def time_split(self) -> dict:
         """Training seconds per part, and the share spent outside waiting for answers."""
         return self.timer.split("answers")
@@ -271,8 +274,11 @@ class Refiner:
     # ---- checkpoints ---------------------------------------------------------------------------
     def _identity(self) -> dict:
         """What a checkpoint must match to be resumed (more epochs may continue a run)."""
+        config = {k: v for k, v in asdict(self.config).items() if k not in ("epochs", "control_seed")}
+        if self.control_seed != self.config.seed:  # absent otherwise: checkpoints made before it existed resume
+            config["control_seed"] = self.control_seed
         return {
-            "config": {k: v for k, v in asdict(self.config).items() if k != "epochs"},
+            "config": config,
             "editor": self.editor.settings(),
             "decoding": self.reward.decoding.as_dict(),
             "vocabulary": self.editor.vocabulary,
@@ -342,52 +348,54 @@ def episodes_for(cohort, patient_ids: list[str], prompts, x_prime: np.ndarray) -
     ]
 
 
-def compare_inference_modes(
-    editor: PromptEditor, reward: AnswerReward, episodes: list[Episode], modes=None, seed: int = 0, samples: int = 8
-) -> pd.DataFrame:
-    """How each inference mode of the trained policy does on patients with replies (validation
-    patients: test patients never choose anything). Every mode's edited prompts, s_0 and random
-    deletion of n words are answered with the refinement's responder and decoding in one batch and
-    scored against the replies; one row per mode with its mean score and its paired gains over s_0
-    and over random deletion (mean, 95% CI), BERTScore points x100."""
-    import pandas as pd
-
-    modes = list(modes or INFERENCE_MODES)
-    initial = {e.patient_id: e.prompt for e in episodes}
-    systems = {mode: editor.edit_table(episodes, mode, seed, samples)["refined_prompt"].to_dict() for mode in modes}
-    systems["s_0"] = initial
-    systems["random deletion"] = random_deletion_prompts(initial, editor.n_steps, seed, editor.min_words)
-    references = [e.reference for e in episodes]
-    reward.prepare([p for prompts in systems.values() for p in prompts.values()])
-    scores = {
-        name: 100 * reward.scores([prompts[e.patient_id] for e in episodes], references)
-        for name, prompts in systems.items()
-    }
-    rows = []
-    for mode in modes:
-        row = {"mode": mode, "patients": len(episodes), "BERTScore-F1": scores[mode].mean()}
-        if "greedy" in systems:
-            row["share unlike greedy"] = float(np.mean([systems[mode][p] != systems["greedy"][p] for p in initial]))
-        for against in ("s_0", "random deletion", *(("greedy",) if "greedy" in systems and mode != "greedy" else ())):
-            test = paired_test(scores[mode], scores[against])
-            row.update(
-                {
-                    f"− {against}": test["mean_difference"],
-                    f"− {against} CI low": test["ci95_low"],
-                    f"− {against} CI high": test["ci95_high"],
-                }
-            )
-        rows.append(row)
-    table = pd.DataFrame(rows).set_index("mode")
-    table.attrs["controls"] = {name: float(scores[name].mean()) for name in ("s_0", "random deletion")}
-    return table
+def restart_seed(training_seed: int, restart: int) -> int:
+    """Restart r's seed: the training's own for r = 0 (one restart is the single training), then the next
+    integers (epochs are seeded seed * 1000 + epoch, and `pmlm trainings` steps training seeds by 10^6)."""
+    return training_seed + restart
 
 
-def choose_mode(table: pd.DataFrame, default: str = "greedy") -> str:
-    """The inference mode to use: `default` unless another mode beats it on the validation patients with
-    the 95% CI of the paired difference above zero (then the one that beats it most). A mode merely ahead
-    on a few patients does not displace it: on ten patients that happens by chance."""
-    if default not in table.index or "− greedy CI low" not in table:
-        return str(table["BERTScore-F1"].idxmax())
-    better = table[table["− greedy CI low"] > 0] if default == "greedy" else table.iloc[0:0]
-    return str(better["− greedy"].idxmax()) if len(better) else default
+def restart_checkpoint(checkpoint: Path, restart: int, restarts: int) -> Path:
+    """The checkpoint of restart r: `checkpoint` itself when there is one restart, else policy-restart{r}.pt
+    beside it (`checkpoint` then holds the chosen restart's copy)."""
+    return (
+        checkpoint if restarts == 1 else checkpoint.with_name(f"{checkpoint.stem}-restart{restart}{checkpoint.suffix}")
+    )
+
+
+def train_restarts(
+    template: PromptEditor,
+    reward: AnswerReward,
+    config: RefineConfig,
+    episodes: list[Episode],
+    restarts: int = 1,
+    checkpoint: Path | None = None,
+    progress=print,
+) -> list[Refiner]:
+    """`restarts` trainings on the same episodes, each from its own initial policy (`template.restarted()`
+    after seeding torch with the restart's seed; the template itself is not trained) and its own sampling,
+    each with its own checkpoint (resumed as one training's). They share the random control (restart 0's
+    deletions, answered once), and restart 0 is exactly the single training of that seed. Validation
+    patients then choose one (`selection.compare_restarts`, `keep_restart`)."""
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, not {restarts}")
+    refiners = []
+    for r in range(restarts):
+        seed = restart_seed(config.seed, r)
+        if restarts > 1:
+            progress(f"restart {r} of {restarts} (seed {seed})")
+        torch.manual_seed(seed)  # the policy's initial weights
+        refiner = Refiner(
+            template.restarted(), reward, replace(config, seed=seed, control_seed=config.seed if r else None)
+        )
+        path = restart_checkpoint(Path(checkpoint), r, restarts) if checkpoint else None
+        refiner.train(episodes, path, progress)
+        refiners.append(refiner)
+    return refiners
+
+
+def keep_restart(checkpoint: Path, restart: int, restarts: int) -> None:
+    """`checkpoint` (what later notebooks load) becomes a copy of the chosen restart's."""
+    if restarts > 1:
+        partial = checkpoint.with_name(checkpoint.name + ".partial")
+        shutil.copyfile(restart_checkpoint(checkpoint, restart, restarts), partial)
+        partial.replace(checkpoint)
