@@ -120,6 +120,19 @@ def _findings_html(run_dir: Path, record: RunRecord) -> str:
     return f"<div class='findings' id='findings'><h2>Findings</h2>{body}</div>"
 
 
+def _trained_policy(run_dir: Path) -> str:
+    """'the one policy this run trained', or which of its restarts validation patients chose."""
+    path = Path(run_dir) / "results" / "rl_refinement.json"
+    restarts = (json.loads(path.read_text(encoding="utf-8")).get("restarts") or {}) if path.exists() else {}
+    if (restarts.get("count") or 1) == 1:
+        return "the one policy this run trained"
+    patients = int(restarts["selection"][0]["patients"])
+    return (
+        f"the policy that {patients} validation patients chose among the {restarts['count']} this run trained "
+        f"(restart {restarts['chosen']})"
+    )
+
+
 def training_spread(run_dir: Path, record: RunRecord) -> str:
     """The spread between trainings measured for this run's profile: from the newest `pmlm trainings` of a
     run of the same profile beside it (this one included), or a sentence saying it is not measured yet."""
@@ -131,7 +144,7 @@ def training_spread(run_dir: Path, record: RunRecord) -> str:
         if other is not None and other.profile == record.profile:
             measured.append(path)
     lead = (
-        "Each interval above covers this run's test patients for the one policy this run trained; another training "
+        f"Each interval above covers this run's test patients for {_trained_policy(run_dir)}; another training "
         "of the same profile can land elsewhere. "
     )
     if not measured:

@@ -1,12 +1,12 @@
 """Which refinement configuration learns reliably: each trained k times on one run's inputs, scored on
-validation patients (never test).
+validation patients (never test), each with its own inference mode.
 
 Three trainings cannot tell a reliable configuration from a lucky one, and one training's interval covers
 its patients, not its training. `compare` trains notebook 04 k times per configuration on copies of a
 run whose notebooks 01-03 are done (the same cohort, predictions, peers and coarse prompts; training seeds
-0 .. k-1 of the run's seed, the same for every configuration), and has each training's greedy edits, s_0
-and random deletion answered on the same validation patients with the training's decoding (notebook 04's
-own validation comparison). s_0 and random deletion do not depend on the training, so after the first
+0 .. k-1 of the run's seed, the same for every configuration), and has each training's edits (in the
+configuration's inference mode), s_0 and random deletion answered on the same validation patients with the
+training's decoding (notebook 04's own validation comparison). s_0 and random deletion do not depend on the training, so after the first
 training they come from the answer cache: each further training costs its episodes and one answer per
 validation patient.
 
@@ -58,11 +58,12 @@ def train(
     seed = int(record.seeds.get(STEP) or record.parameters_of(STEP).get("seed") or 0)
     target = Path(reports_dir or base.parent) / f"{base.name}-tune-{name}-{j}"
     wanted = training_seed(seed, j)
+    mode = parameters.get("inference") or record.parameters_of(STEP).get("inference") or "greedy"
     overrides = {
         **parameters,
         "training_seed": wanted,
-        "inference": "auto",
-        "inference_modes": ["greedy"],
+        "inference": "auto",  # notebook 04's validation comparison, of the configuration's own mode only
+        "inference_modes": ["greedy" if mode == "auto" else mode],
         "validation_patients": validation_patients,
     }
     previous = RunRecord.read_if_any(target)
@@ -91,13 +92,16 @@ def train(
 def result(run: Path) -> dict:
     """One training's validation comparison and the personalization of its test prompts."""
     record = json.loads((run / "results" / "rl_refinement.json").read_text(encoding="utf-8"))
-    greedy = next(r for r in record["inference"]["validation"] if r["mode"] == "greedy")
-    row = {"run": run.name, "training": record.get("training_seed"), "n": int(greedy["patients"])}
+    edits = next(r for r in record["inference"]["validation"] if r["mode"] == record["inference"]["mode"])
+    row = {"run": run.name, "training": record.get("training_seed"), "mode": edits["mode"], "n": int(edits["patients"])}
     for other in VALIDATED:
-        row[f"− {other}"] = greedy[f"− {other}"]
-        row[f"− {other} CI"] = f"[{greedy[f'− {other} CI low']:+.1f}, {greedy[f'− {other} CI high']:+.1f}]"
+        row[f"− {other}"] = edits[f"− {other}"]
+        row[f"− {other} CI"] = f"[{edits[f'− {other} CI low']:+.1f}, {edits[f'− {other} CI high']:+.1f}]"
     history = record.get("history") or [{}]
     row["last epoch − random (train)"] = history[-1].get("minus_random")
+    restarts = record.get("restarts") or {}
+    if (restarts.get("count") or 1) > 1:
+        row["chosen restart"] = restarts["chosen"]
     row.update({k: (record.get("personalization") or {}).get(k) for k in PERSONAL})
     return row
 

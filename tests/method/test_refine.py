@@ -1,5 +1,7 @@
 """RL refinement: the policy, embeddings, reward and REINFORCE loop on the real small models."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -293,17 +295,11 @@ class EchoResponder:
         return list(prompts)
 
 
-def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
-    """A reward that pays 1 for an answer without the marker word "zebra": within a few epochs the share
-    of episodes deleting it rises far above the random rate (one word among ~25, two edits per prompt)."""
-    from pmlm_lib.method.refine.editor import EditTask  # noqa: F401  (episodes are edit tasks with a reply)
-    from pmlm_lib.method.refine.policy import WordPolicy
-    from pmlm_lib.method.refine.word_edits import edited_types
-
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
+def _zebra_episodes(n=16, first=0):
+    """Prompts with the marker word "zebra" among ~25 words; the reward below pays for answers without it."""
+    rng = np.random.default_rng(first)
     topics = ["diet", "sleep", "iron", "walking", "glucose", "blood pressure", "fetal movements", "folic acid"]
-    episodes = [
+    return [
         Episode(
             patient_id=f"P{i}",
             prompt=f"Please advise me about {topics[i % 8]} and zebra in my pregnancy, "
@@ -311,13 +307,30 @@ def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
             x_prime=rng.normal(size=30).astype(np.float32),
             reference="",
         )
-        for i in range(16)
+        for i in range(first, first + n)
     ]
-    scorer = lambda answers, references: np.array([0.0 if "zebra" in a else 1.0 for a in answers])  # noqa: E731
-    editor = PromptEditor(embedder, WordPolicy(), PatientEncoder(30), n_steps=2, embed="once", device="cpu")
+
+
+def _no_zebra(answers, references):
+    return np.array([0.0 if "zebra" in a else 1.0 for a in answers])
+
+
+def _zebra_editor(embedder):
+    from pmlm_lib.method.refine.policy import WordPolicy
+
+    return PromptEditor(embedder, WordPolicy(), PatientEncoder(30), n_steps=2, embed="once", device="cpu")
+
+
+def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
+    """A reward that pays 1 for an answer without the marker word "zebra": within a few epochs the share
+    of episodes deleting it rises far above the random rate (one word among ~25, two edits per prompt)."""
+    from pmlm_lib.method.refine.word_edits import edited_types
+
+    torch.manual_seed(0)
+    episodes = _zebra_episodes()
     refiner = Refiner(
-        editor,
-        AnswerReward(EchoResponder(), scorer, Decoding()),
+        _zebra_editor(embedder),
+        AnswerReward(EchoResponder(), _no_zebra, Decoding()),
         RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False),
     )
     refiner.train(episodes, progress=lambda *_: None)
@@ -335,6 +348,50 @@ def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
     words = len(segment(episodes[0].prompt))
     assert share[0] < 0.3 and 2 / words < 0.1  # about the random rate at the start
     assert np.mean([share[6], share[7]]) > 0.7, share
+
+
+def test_restarts_train_from_their_own_starts_and_validation_patients_choose_one(tmp_path, embedder):
+    """Restart 0 is the single training of its seed; the others start elsewhere and keep their own checkpoints;
+    validation patients' answers choose the restart that learned what the reward pays for over an untrained
+    policy, and policy.pt becomes the chosen restart's checkpoint."""
+    from pmlm_lib.method.refine.policy import WordPolicy
+    from pmlm_lib.method.refine.refiner import keep_restart, restart_checkpoint, train_restarts
+    from pmlm_lib.method.refine.selection import choose_restart, compare_restarts
+
+    episodes, validation = _zebra_episodes(), _zebra_episodes(8, first=16)
+    reward = AnswerReward(EchoResponder(), _no_zebra, Decoding())
+    config = RefineConfig(lr=0.01, epochs=6, batch_size=8, baseline="mean", random_control=False, seed=3)
+    torch.manual_seed(99)
+    untrained = _zebra_editor(embedder)
+    start = [p.detach().clone() for p in untrained.parameters()]
+    checkpoint = tmp_path / "policy.pt"
+    messages = []
+    refiners = train_restarts(untrained, reward, config, episodes, 2, checkpoint, messages.append)
+    assert [r.config.seed for r in refiners] == [3, 4] and "restart 1 of 2 (seed 4)" in messages
+    assert all(restart_checkpoint(checkpoint, r, 2).exists() for r in (0, 1)) and not checkpoint.exists()
+    assert refiners[0].log != refiners[1].log  # other starts, other episodes' edits
+
+    torch.manual_seed(3)  # the single training of seed 3 (same patient encoder) is restart 0, edit for edit
+    single_editor = PromptEditor(embedder, WordPolicy(), copy.deepcopy(untrained.encoder), n_steps=2, embed="once")
+    single = Refiner(single_editor, reward, config)
+    single.train(episodes, progress=lambda *_: None)
+
+    def untimed(history):
+        return [{k: v for k, v in h.items() if not k.startswith("seconds")} for h in history]
+
+    assert single.log == refiners[0].log and untimed(single.history) == untimed(refiners[0].history)
+    assert all(torch.equal(a, b) for a, b in zip(untrained.parameters(), start))  # the template is not trained
+
+    editors = [untrained, *(r.editor for r in refiners)]
+    table = compare_restarts(editors, reward, validation)
+    chosen = choose_restart(table)
+    assert chosen != 0 and table.loc[chosen, "BERTScore-F1"] > table.loc[0, "BERTScore-F1"]
+    assert table.loc[chosen, "− the best"] == 0 and (table["− the best"] <= 0).all() and (table["patients"] == 8).all()
+
+    keep_restart(checkpoint, 1, 2)
+    assert checkpoint.read_bytes() == restart_checkpoint(checkpoint, 1, 2).read_bytes()
+    resumed = train_restarts(untrained, reward, config, episodes, 2, checkpoint, messages.append)
+    assert [r.log for r in resumed] == [r.log for r in refiners] and messages.count("resumed after epoch 5") == 2
 
 
 def test_edited_words_by_epoch_counts_each_episodes_edits_once():
@@ -361,7 +418,7 @@ def test_edited_words_by_epoch_counts_each_episodes_edits_once():
 def test_greedy_stays_unless_validation_proves_another_mode_better():
     import pandas as pd
 
-    from pmlm_lib.method.refine.refiner import choose_mode
+    from pmlm_lib.method.refine.selection import choose_mode
 
     def table(low_sampled, low_distinct):
         return pd.DataFrame(

@@ -18,7 +18,7 @@ def _training(tmp_path, name, seed, s0, rand, sets):
     )
     record = {
         "training_seed": seed,
-        "inference": {"validation": [greedy]},
+        "inference": {"mode": "greedy", "validation": [greedy]},
         "history": [{"minus_random": 0.01}],
         "personalization": {
             "distinct_edit_sets": sets,

@@ -22,6 +22,7 @@ only, in training and at inference, so a protected word is never chosen and cost
 from __future__ import annotations
 
 import copy
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,13 @@ class Rollout:
 def tasks_for(patient_ids: list[str], prompts, x_prime: np.ndarray) -> list[EditTask]:
     """Edit tasks of these patients (x_prime rows in patient_ids' order)."""
     return [EditTask(patient_id=p, prompt=prompts[p], x_prime=x_prime[i]) for i, p in enumerate(patient_ids)]
+
+
+def patient_generator(seed: int, patient_id: str) -> torch.Generator:
+    """The generator of one patient's sampled edits at inference: from the seed and her id only, so that her
+    refined prompt is the same whether she is edited alone (the explorer) or among all test patients."""
+    state = np.random.SeedSequence([seed, zlib.crc32(str(patient_id).encode())]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 class PromptEditor:
@@ -128,7 +136,7 @@ class PromptEditor:
         self,
         tasks: list[EditTask],
         choice: str = "sample",
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         n_steps: int | None = None,
     ) -> list[Rollout]:
         if choice not in CHOICES:
@@ -150,9 +158,13 @@ class PromptEditor:
             with self.timer("embedding"):
                 rows = [r.to(self.device) for r in self.embedder.embed(states)]
 
-        def choose(logp: torch.Tensor, allowed: torch.Tensor | None = None) -> int:
+        # one generator for the batch (training), or one per task (inference: a patient's draws do not depend on
+        # which other prompts are edited beside hers)
+        generators = generator if isinstance(generator, list) else [generator] * len(tasks)
+
+        def choose(logp: torch.Tensor, allowed: torch.Tensor | None = None, draw: torch.Generator | None = None) -> int:
             if choice == "sample":  # drawn on the CPU with a CPU generator: the same edits on any device
-                return int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator))
+                return int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=draw))
             if allowed is not None and bool(allowed.any()):
                 logp = logp.masked_fill(~allowed, float("-inf"))
             return int(torch.argmax(logp))
@@ -181,17 +193,17 @@ class PromptEditor:
                             [word_type(w) not in deleted_types[i] for w in states[i]], device=self.device
                         )
                         allowed = allowed if mask is None else allowed & mask
-                    j = choose(logp_words, allowed)
+                    j = choose(logp_words, allowed, generators[i])
                     logp = logp_words[j]
                     finite = logp_words if mask is None else logp_words.masked_fill(~mask, 0.0)  # 0 · log 0 = 0
                     entropies[i] = entropies[i] - (finite.exp() * finite * (1.0 if mask is None else mask)).sum()
                     logp_ops = policy.operation_logp(h[j])
-                    o = choose(logp_ops) if len(policy.operations) > 1 else 0
+                    o = choose(logp_ops, None, generators[i]) if len(policy.operations) > 1 else 0
                     operation, new = policy.operations[o], None
                     logp = logp + logp_ops[o]
                     if operation != "delete":
                         logp_new = policy.word_logp(h[j], self.vocabulary_embeddings)
-                        w = choose(logp_new)
+                        w = choose(logp_new, None, generators[i])
                         logp, new = logp + logp_new[w], self.vocabulary[w]
                     if operation == "delete":
                         deleted_types[i].add(word_type(states[i][j]))
@@ -231,7 +243,6 @@ class PromptEditor:
         if mode not in INFERENCE_MODES:
             raise ValueError(f"inference mode must be one of {', '.join(INFERENCE_MODES)}, not {mode!r}")
         self.train(False)
-        generator = torch.Generator().manual_seed(seed)
         choice = {"greedy": "argmax", "sampled": "sample", "best_of": "sample", "greedy_distinct": "argmax_distinct"}[
             mode
         ]
@@ -239,7 +250,8 @@ class PromptEditor:
         out = []
         for start in range(0, len(tasks), batch):
             part = tasks[start : start + batch]
-            tries = [self.rollout(part, choice, generator, n_steps) for _ in range(copies)]
+            generators = [patient_generator(seed, t.patient_id) for t in part]
+            tries = [self.rollout(part, choice, generators, n_steps) for _ in range(copies)]
             out += [max(candidates, key=lambda r: float(r.logp)) for candidates in zip(*tries)]
         return out
 

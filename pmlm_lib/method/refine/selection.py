@@ -93,6 +93,11 @@ def compare_restarts(
     answers, and notebook 05 compares the chosen one with them on test patients)."""
     import pandas as pd
 
+    if len(episodes) < 2:
+        raise ValueError(
+            f"choosing among {len(editors)} restarts needs validation patients with replies outside notebook 04's "
+            f"`validation_patients` ({len(episodes)} left): lower `validation_patients` or set `restarts` to 1"
+        )
     systems = {
         f"restart {r}": editor.edit_table(episodes, mode, seed, samples)["refined_prompt"].to_dict()
         for r, editor in enumerate(editors)
@@ -115,3 +120,19 @@ def choose_restart(table: pd.DataFrame) -> int:
     """The restart whose edits scored highest on the validation patients (a restart that edits them all
     alike with another ties with it, and the first is kept)."""
     return int(table["BERTScore-F1"].idxmax())
+
+
+def restart_sentence(table: pd.DataFrame) -> str:
+    """What the choice among restarts found, in one sentence for the Findings."""
+    chosen = choose_restart(table)
+    others = table.drop(index=chosen)
+    n = int(table["patients"].iloc[0])
+    parts = [
+        f"restart {r} {row['− the best']:+.1f} [{row['− the best CI low']:+.1f}, {row['− the best CI high']:+.1f}]"
+        for r, row in others.iterrows()
+    ]
+    return (
+        f"Of {len(table)} trainings of the policy on the same episodes, restart {chosen} edits the test prompts: its "
+        f"edits of {n} validation patients scored {table.loc[chosen, 'BERTScore-F1']:.1f} BERTScore-F1; the others, "
+        f"paired with it (95% CI): {'; '.join(parts)}."
+    )
