@@ -6,9 +6,9 @@ its patients, not its training. `compare` trains notebook 04 k times per configu
 run whose notebooks 01-03 are done (the same cohort, predictions, peers and coarse prompts; training seeds
 0 .. k-1 of the run's seed, the same for every configuration), and has each training's edits (in the
 configuration's inference mode), s_0 and random deletion answered on the same validation patients with the
-training's decoding (notebook 04's own validation comparison). s_0 and random deletion do not depend on the training, so after the first
-training they come from the answer cache: each further training costs its episodes and one answer per
-validation patient.
+training's decoding (notebook 04's own validation comparison). s_0 and random deletion do not depend on the
+training, so after the first training they come from the answer cache: each further training costs its
+episodes and one answer per validation patient.
 
 The table: per configuration and training, PMLM − s_0 and PMLM − random deletion (BERTScore-F1 points,
 95% CI over the validation patients) and how personal the training's edits of the test prompts are
