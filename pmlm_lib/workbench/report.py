@@ -121,15 +121,17 @@ def _findings_html(run_dir: Path, record: RunRecord) -> str:
 
 
 def _trained_policy(run_dir: Path) -> str:
-    """'the one policy this run trained', or which of its restarts validation patients chose."""
+    """'the one policy this run trained', or which of its trainings validation patients accepted."""
     path = Path(run_dir) / "results" / "rl_refinement.json"
     restarts = (json.loads(path.read_text(encoding="utf-8")).get("restarts") or {}) if path.exists() else {}
-    if (restarts.get("count") or 1) == 1:
+    judged = restarts.get("selection") or []
+    if not judged:
         return "the one policy this run trained"
-    patients = int(restarts["selection"][0]["patients"])
+    chosen = judged[restarts["chosen"]]
+    how = "accepted" if chosen.get("accepted") else "the best, none accepted,"
     return (
-        f"the policy that {patients} validation patients chose among the {restarts['count']} this run trained "
-        f"(restart {restarts['chosen']})"
+        f"the policy this run kept: training {restarts['chosen'] + 1} of the {len(judged)} it made ({how} on "
+        f"{int(chosen['patients'])} validation patients)"
     )
 
 

@@ -284,6 +284,25 @@ def test_inference_modes_need_no_responder_and_differ_as_documented(embedder):
         editor.edit(tasks, "beam")
 
 
+def test_a_patients_sampled_edits_do_not_depend_on_who_is_edited_beside_her(embedder):
+    """Sampled inference (the default profile's mode) draws each patient's edits from the seed and her id: the
+    explorer editing her alone gets the refined prompt notebook 04 made for her among all test prompts."""
+    from pmlm_lib.method.refine.editor import tasks_for
+
+    editor = _refiner(embedder, None, None, epochs=1, embed="once").editor
+    prompts = {f"P{i}": p for i, p in enumerate(PROMPTS * 2)}
+    ids = list(prompts)
+    x_prime = np.random.default_rng(0).normal(size=(len(ids), 30)).astype(np.float32)
+    together = editor.edit_table(tasks_for(ids, prompts, x_prime), "sampled", seed=7)
+    for i in (0, 4):
+        alone = editor.edit_table(tasks_for([ids[i]], prompts, x_prime[i : i + 1]), "sampled", seed=7)
+        assert alone.loc[ids[i], "positions"] == together.loc[ids[i], "positions"]
+    # P0 and P3 have the same prompt and (here) their own patient vectors and draws: their own edits
+    assert together["positions"].map(tuple).nunique() > 1
+    other_seed = editor.edit_table(tasks_for(ids, prompts, x_prime), "sampled", seed=8)
+    assert (other_seed["positions"] != together["positions"]).any()
+
+
 class EchoResponder:
     """A toy LLM_r that answers with its prompt (no model), for testing that Algorithm 1 learns."""
 
@@ -350,13 +369,14 @@ def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
     assert np.mean([share[6], share[7]]) > 0.7, share
 
 
-def test_restarts_train_from_their_own_starts_and_validation_patients_choose_one(tmp_path, embedder):
-    """Restart 0 is the single training of its seed; the others start elsewhere and keep their own checkpoints;
-    validation patients' answers choose the restart that learned what the reward pays for over an untrained
-    policy, and policy.pt becomes the chosen restart's checkpoint."""
+def test_restarts_train_until_validation_patients_accept_one(tmp_path, embedder):
+    """A policy that learned what the reward pays for beats random deletion on validation patients and is
+    accepted at once (restart 0, exactly the single training of its seed: no second training); an untrained one
+    is turned down; while the judge turns trainings down, the next restart starts from other weights and keeps
+    its own checkpoint; policy.pt becomes the chosen restart's."""
     from pmlm_lib.method.refine.policy import WordPolicy
     from pmlm_lib.method.refine.refiner import keep_restart, restart_checkpoint, train_restarts
-    from pmlm_lib.method.refine.selection import choose_restart, compare_restarts
+    from pmlm_lib.method.refine.selection import RestartJudge
 
     episodes, validation = _zebra_episodes(), _zebra_episodes(8, first=16)
     reward = AnswerReward(EchoResponder(), _no_zebra, Decoding())
@@ -364,34 +384,40 @@ def test_restarts_train_from_their_own_starts_and_validation_patients_choose_one
     torch.manual_seed(99)
     untrained = _zebra_editor(embedder)
     start = [p.detach().clone() for p in untrained.parameters()]
-    checkpoint = tmp_path / "policy.pt"
-    messages = []
-    refiners = train_restarts(untrained, reward, config, episodes, 2, checkpoint, messages.append)
-    assert [r.config.seed for r in refiners] == [3, 4] and "restart 1 of 2 (seed 4)" in messages
-    assert all(restart_checkpoint(checkpoint, r, 2).exists() for r in (0, 1)) and not checkpoint.exists()
-    assert refiners[0].log != refiners[1].log  # other starts, other episodes' edits
+
+    judge = RestartJudge(reward, validation, "greedy", 0, 8, n_steps=2, min_words=5)
+    checkpoint, messages = tmp_path / "policy.pt", []
+    refiners = train_restarts(untrained, reward, config, episodes, 3, checkpoint, messages.append, accept=judge)
+    assert len(refiners) == 1 and judge.chosen() == 0 and judge.rows[0]["accepted"]
+    assert judge.rows[0]["− random deletion CI low"] > 0 and judge.rows[0]["patients"] == 8
+    assert restart_checkpoint(checkpoint, 0, 3).exists() and not restart_checkpoint(checkpoint, 1, 3).exists()
+    assert "restart 0 edits the test prompts" in judge.sentence()
+    assert all(torch.equal(a, b) for a, b in zip(untrained.parameters(), start))  # the template is not trained
+
+    def untimed(history):
+        return [{k: v for k, v in h.items() if not k.startswith("seconds")} for h in history]
 
     torch.manual_seed(3)  # the single training of seed 3 (same patient encoder) is restart 0, edit for edit
     single_editor = PromptEditor(embedder, WordPolicy(), copy.deepcopy(untrained.encoder), n_steps=2, embed="once")
     single = Refiner(single_editor, reward, config)
     single.train(episodes, progress=lambda *_: None)
-
-    def untimed(history):
-        return [{k: v for k, v in h.items() if not k.startswith("seconds")} for h in history]
-
     assert single.log == refiners[0].log and untimed(single.history) == untimed(refiners[0].history)
-    assert all(torch.equal(a, b) for a, b in zip(untrained.parameters(), start))  # the template is not trained
 
-    editors = [untrained, *(r.editor for r in refiners)]
-    table = compare_restarts(editors, reward, validation)
-    chosen = choose_restart(table)
-    assert chosen != 0 and table.loc[chosen, "BERTScore-F1"] > table.loc[0, "BERTScore-F1"]
-    assert table.loc[chosen, "− the best"] == 0 and (table["− the best"] <= 0).all() and (table["patients"] == 8).all()
+    doubter = RestartJudge(reward, validation, "greedy", 0, 8, n_steps=2, min_words=5)
+    assert not doubter(Refiner(untrained, reward, config))  # the untrained policy leaves "zebra" in
+    assert doubter.chosen() == 0 and "none beat random deletion" in doubter.sentence()
 
+    turned_down = train_restarts(
+        untrained, reward, config, episodes, 2, checkpoint, messages.append, accept=lambda refiner: False
+    )
+    assert [r.config.seed for r in turned_down] == [3, 4] and "restart 1 (seed 4), at most 2" in messages
+    assert turned_down[0].log == refiners[0].log != turned_down[1].log  # another start, other edits
+    assert all(restart_checkpoint(checkpoint, r, 2).exists() for r in (0, 1)) and not checkpoint.exists()
     keep_restart(checkpoint, 1, 2)
     assert checkpoint.read_bytes() == restart_checkpoint(checkpoint, 1, 2).read_bytes()
-    resumed = train_restarts(untrained, reward, config, episodes, 2, checkpoint, messages.append)
-    assert [r.log for r in resumed] == [r.log for r in refiners] and messages.count("resumed after epoch 5") == 2
+    resumed = train_restarts(untrained, reward, config, episodes, 2, checkpoint, messages.append, lambda r: False)
+    # restart 0 resumed once before (the second call), both now
+    assert [r.log for r in resumed] == [r.log for r in turned_down] and messages.count("resumed after epoch 5") == 3
 
 
 def test_edited_words_by_epoch_counts_each_episodes_edits_once():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -363,33 +364,37 @@ def restart_checkpoint(checkpoint: Path, restart: int, restarts: int) -> Path:
 
 
 def train_restarts(
-    template: PromptEditor,
+    untrained: PromptEditor,
     reward: AnswerReward,
     config: RefineConfig,
     episodes: list[Episode],
     restarts: int = 1,
     checkpoint: Path | None = None,
     progress=print,
+    accept: Callable[[Refiner], bool] | None = None,
 ) -> list[Refiner]:
-    """`restarts` trainings on the same episodes, each from its own initial policy (`template.restarted()`
-    after seeding torch with the restart's seed; the template itself is not trained) and its own sampling,
-    each with its own checkpoint (resumed as one training's). They share the random control (restart 0's
-    deletions, answered once), and restart 0 is exactly the single training of that seed. Validation
-    patients then choose one (`selection.compare_restarts`, `keep_restart`)."""
+    """Up to `restarts` trainings on the same episodes, each from its own initial policy (`untrained.restarted()`
+    after seeding torch with the restart's seed; `untrained` itself is not trained) and its own sampling, each
+    with its own checkpoint (resumed as one training's). The next restart is trained only while `accept` (a
+    judge of a trained refiner: `selection.RestartJudge`) turns the last one down; without a judge every
+    restart is trained. They share the random control (restart 0's deletions, answered once), and restart 0
+    is exactly the single training of that seed."""
     if restarts < 1:
         raise ValueError(f"restarts must be at least 1, not {restarts}")
     refiners = []
     for r in range(restarts):
         seed = restart_seed(config.seed, r)
         if restarts > 1:
-            progress(f"restart {r} of {restarts} (seed {seed})")
+            progress(f"restart {r} (seed {seed}), at most {restarts}")
         torch.manual_seed(seed)  # the policy's initial weights
         refiner = Refiner(
-            template.restarted(), reward, replace(config, seed=seed, control_seed=config.seed if r else None)
+            untrained.restarted(), reward, replace(config, seed=seed, control_seed=config.seed if r else None)
         )
         path = restart_checkpoint(Path(checkpoint), r, restarts) if checkpoint else None
         refiner.train(episodes, path, progress)
         refiners.append(refiner)
+        if accept is not None and accept(refiner):
+            break
     return refiners
 
 

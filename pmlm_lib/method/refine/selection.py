@@ -79,60 +79,71 @@ def choose_mode(table: pd.DataFrame, default: str = "greedy") -> str:
     return str(better["− greedy"].idxmax()) if len(better) else default
 
 
-def compare_restarts(
-    editors: list[PromptEditor],
-    reward: AnswerReward,
-    episodes: list[Episode],
-    mode: str = "greedy",
-    seed: int = 0,
-    samples: int = 8,
-) -> pd.DataFrame:
-    """Each restart's edits (in `mode`) of the same validation patients, answered and scored: one row per
-    restart with its mean score, how many prompts it edits unlike the restart that scores best, and its
-    paired difference with that restart (no s_0 or random deletion: choosing needs only the restarts'
-    answers, and notebook 05 compares the chosen one with them on test patients)."""
-    import pandas as pd
+class RestartJudge:
+    """Judges each trained restart on validation patients that choose nothing else: it is accepted when its
+    edits (in `mode`) beat random deletion of n words on these patients, the paired 95% CI above zero (the
+    bad trainings measured with `pmlm tune` scored at or below random deletion). Random deletion is answered
+    once, up front; each judged restart costs one answer per patient. Every judgement is kept for the table."""
 
-    if len(episodes) < 2:
-        raise ValueError(
-            f"choosing among {len(editors)} restarts needs validation patients with replies outside notebook 04's "
-            f"`validation_patients` ({len(episodes)} left): lower `validation_patients` or set `restarts` to 1"
+    def __init__(
+        self,
+        reward: AnswerReward,
+        episodes: list[Episode],
+        mode: str,
+        seed: int,
+        samples: int,
+        n_steps: int,
+        min_words: int,
+    ):
+        if len(episodes) < 2:
+            raise ValueError(
+                f"judging restarts needs validation patients with replies outside notebook 04's `validation_patients` "
+                f"({len(episodes)} left): lower `validation_patients` or set `restarts` to 1"
+            )
+        self.reward, self.episodes, self.mode, self.seed, self.samples = reward, episodes, mode, seed, samples
+        initial = {e.patient_id: e.prompt for e in episodes}
+        self.random = scored(reward, episodes, {"random": random_deletion_prompts(initial, n_steps, seed, min_words)})
+        self.rows: list[dict] = []
+
+    def __call__(self, refiner) -> bool:
+        edited = refiner.editor.edit_table(self.episodes, self.mode, self.seed, self.samples)["refined_prompt"]
+        scores = {"policy": scored(self.reward, self.episodes, {"policy": edited.to_dict()})["policy"], **self.random}
+        row = {
+            "restart": len(self.rows),
+            "seed": refiner.config.seed,
+            "patients": len(self.episodes),
+            "BERTScore-F1": scores["policy"].mean(),
+            **{k.replace("random", "random deletion"): v for k, v in gain(scores, "policy", "random").items()},
+            "last epoch − random (training episodes)": (refiner.history or [{}])[-1].get("minus_random"),
+        }
+        row["accepted"] = bool(row["− random deletion CI low"] > 0)
+        self.rows.append(row)
+        return row["accepted"]
+
+    def table(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows).set_index("restart")
+
+    def chosen(self) -> int:
+        """The accepted restart (the last one trained), or the best of those turned down when none was accepted."""
+        accepted = [row["restart"] for row in self.rows if row["accepted"]]
+        return accepted[0] if accepted else int(self.table()["BERTScore-F1"].idxmax())
+
+    def sentence(self) -> str:
+        """What the judging found, in one sentence for the Findings."""
+        chosen = self.chosen()
+        parts = [
+            f"restart {row['restart']} {row['− random deletion']:+.1f} [{row['− random deletion CI low']:+.1f}, "
+            f"{row['− random deletion CI high']:+.1f}]{'' if row['accepted'] else ' (turned down)'}"
+            for row in self.rows
+        ]
+        verdict = (
+            f"restart {chosen} edits the test prompts"
+            if self.rows[chosen]["accepted"]
+            else f"none beat random deletion there, so the best of them, restart {chosen}, edits the test prompts"
         )
-    systems = {
-        f"restart {r}": editor.edit_table(episodes, mode, seed, samples)["refined_prompt"].to_dict()
-        for r, editor in enumerate(editors)
-    }
-    scores = scored(reward, episodes, systems)
-    best = max(scores, key=lambda name: scores[name].mean())
-    rows = []
-    for r, name in enumerate(systems):
-        row = {"restart": r, "patients": len(episodes), "BERTScore-F1": scores[name].mean()}
-        row["share unlike the best"] = float(
-            np.mean([systems[name][e.patient_id] != systems[best][e.patient_id] for e in episodes])
+        return (
+            f"{len(self.rows)} training(s) of the policy judged on {len(self.episodes)} validation patients "
+            f"({self.mode} edits − random deletion, BERTScore-F1 points, 95% CI): {'; '.join(parts)}; {verdict}."
         )
-        if len(editors) > 1:
-            row.update({k.replace(best, "the best"): v for k, v in gain(scores, name, best).items()})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("restart")
-
-
-def choose_restart(table: pd.DataFrame) -> int:
-    """The restart whose edits scored highest on the validation patients (a restart that edits them all
-    alike with another ties with it, and the first is kept)."""
-    return int(table["BERTScore-F1"].idxmax())
-
-
-def restart_sentence(table: pd.DataFrame) -> str:
-    """What the choice among restarts found, in one sentence for the Findings."""
-    chosen = choose_restart(table)
-    others = table.drop(index=chosen)
-    n = int(table["patients"].iloc[0])
-    parts = [
-        f"restart {r} {row['− the best']:+.1f} [{row['− the best CI low']:+.1f}, {row['− the best CI high']:+.1f}]"
-        for r, row in others.iterrows()
-    ]
-    return (
-        f"Of {len(table)} trainings of the policy on the same episodes, restart {chosen} edits the test prompts: its "
-        f"edits of {n} validation patients scored {table.loc[chosen, 'BERTScore-F1']:.1f} BERTScore-F1; the others, "
-        f"paired with it (95% CI): {'; '.join(parts)}."
-    )
