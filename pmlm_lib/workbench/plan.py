@@ -113,11 +113,18 @@ def _refinement_answers(p: dict, tokens: dict) -> list[Requests]:
     out = [Requests("s_0 of the training pool", pool, coarse, p["answer_tokens"])]
     if p.get("random_control", True):
         out.append(Requests("random deletion of the pool (the control)", pool, refined, p["answer_tokens"]))
+    out.append(Requests("RL episodes", p["epochs"] * per_epoch, refined, p["answer_tokens"]))
     restarts = p.get("restarts") or 1
-    out.append(Requests("RL episodes", restarts * p["epochs"] * per_epoch, refined, p["answer_tokens"]))
-    if restarts > 1:
-        selection = (p.get("selection_patients") or 100) * restarts
-        out.append(Requests(f"validation: the {restarts} restarts' edits", selection, refined, p["answer_tokens"]))
+    if restarts > 1:  # the first training judged; each training turned down costs its episodes and judging again
+        out.append(
+            Requests(
+                f"validation: random deletion and the training judged (up to {restarts - 1} more trainings if turned "
+                f"down, not counted)",
+                2 * (p.get("selection_patients") or 100),
+                refined,
+                p["answer_tokens"],
+            )
+        )
     modes = len(p.get("inference_modes") or [])
     if p.get("inference", "auto") == "auto" and modes:
         out.append(
