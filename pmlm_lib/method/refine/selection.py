@@ -144,6 +144,7 @@ class RestartJudge:
             else f"none beat random deletion there, so the best of them, restart {chosen}, edits the test prompts"
         )
         return (
-            f"{len(self.rows)} training(s) of the policy judged on {len(self.episodes)} validation patients "
+            f"{len(self.rows)} training{'s' if len(self.rows) > 1 else ''} of the policy judged on "
+            f"{len(self.episodes)} validation patients "
             f"({self.mode} edits − random deletion, BERTScore-F1 points, 95% CI): {'; '.join(parts)}; {verdict}."
         )
