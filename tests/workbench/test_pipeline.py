@@ -119,9 +119,16 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
     assert 0 < result["time_split"]["share_outside_answers"] < 1
     assert all("minus_random" in h for h in result["history"])
     modes = pd.read_csv(run_dir / "tables" / "inference_modes.csv", index_col=0)
-    from pmlm_lib.method.refine.refiner import choose_mode
+    from pmlm_lib.method.refine.selection import choose_mode
 
     assert result["inference"]["mode"] == choose_mode(modes) and len(modes) == 4
+    # the smoke profile judges each training on 3 validation patients (restarts: 2): the one kept is policy.pt
+    restarts = result["restarts"]
+    judged = pd.read_csv(run_dir / "tables" / "restarts.csv", index_col=0)
+    assert restarts["count"] == 2 and 1 <= len(judged) == len(restarts["selection"]) <= 2
+    assert (judged["patients"] == 3).all() and (len(judged) == 1) == bool(judged["accepted"].iloc[0])
+    kept = (run_dir / f"policy-restart{restarts['chosen']}.pt").read_bytes()
+    assert (run_dir / "policy.pt").read_bytes() == kept
     assert "[-" in (run_dir / "texts" / "refined_prompt_example.txt").read_text()
     # how personal the edits are, what they cut (the smoke profile protects the clinical words: nothing), and the
     # template edit that Table 3 applies to every patient, which is one of the refined prompts' own edit sets

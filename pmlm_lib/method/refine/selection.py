@@ -1,7 +1,7 @@
-"""Choices made on validation patients (never test): which of a training's restarts edits the test
-prompts, and how a trained policy edits them (its inference mode).
+"""Choices made on validation patients (never test): whether a training is kept or the policy is trained
+again (`RestartJudge`), and how a trained policy edits new prompts (its inference mode).
 
-Each comparison answers every candidate's edited prompts of the same validation patients with the
+Each comparison answers the candidates' edited prompts of the same validation patients with the
 refinement's responder and decoding in one batch, scores them against the doctors' replies, and pairs
 them patient by patient (BERTScore points x100, mean and 95% CI).
 """
