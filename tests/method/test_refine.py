@@ -385,11 +385,12 @@ def test_restarts_train_until_validation_patients_accept_one(tmp_path, embedder)
     untrained = _zebra_editor(embedder)
     start = [p.detach().clone() for p in untrained.parameters()]
 
-    judge = RestartJudge(reward, validation, "greedy", 0, 8, n_steps=2, min_words=5)
+    # answers score 0 or 100 here: a policy that learned to delete "zebra" beats random deletion by far more
+    judge = RestartJudge(reward, validation, "greedy", 0, 8, n_steps=2, min_words=5, margin=50)
     checkpoint, messages = tmp_path / "policy.pt", []
     refiners = train_restarts(untrained, reward, config, episodes, 3, checkpoint, messages.append, accept=judge)
     assert len(refiners) == 1 and judge.chosen() == 0 and judge.rows[0]["accepted"]
-    assert judge.rows[0]["− random deletion CI low"] > 0 and judge.rows[0]["patients"] == 8
+    assert judge.rows[0]["− random deletion"] >= 50 and judge.rows[0]["patients"] == 8
     assert restart_checkpoint(checkpoint, 0, 3).exists() and not restart_checkpoint(checkpoint, 1, 3).exists()
     assert "restart 0 edits the test prompts" in judge.sentence()
     assert all(torch.equal(a, b) for a, b in zip(untrained.parameters(), start))  # the template is not trained
@@ -403,7 +404,7 @@ def test_restarts_train_until_validation_patients_accept_one(tmp_path, embedder)
     single.train(episodes, progress=lambda *_: None)
     assert single.log == refiners[0].log and untimed(single.history) == untimed(refiners[0].history)
 
-    doubter = RestartJudge(reward, validation, "greedy", 0, 8, n_steps=2, min_words=5)
+    doubter = RestartJudge(reward, validation, "greedy", 0, 8, n_steps=2, min_words=5, margin=50)
     assert not doubter(Refiner(untrained, reward, config))  # the untrained policy leaves "zebra" in
     assert doubter.chosen() == 0 and "none beat random deletion" in doubter.sentence()
 
