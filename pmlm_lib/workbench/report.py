@@ -127,11 +127,17 @@ def _trained_policy(run_dir: Path) -> str:
     judged = restarts.get("selection") or []
     if not judged:
         return "the one policy this run trained"
-    chosen = judged[restarts["chosen"]]
-    how = "accepted" if chosen.get("accepted") else "the best, none accepted,"
+    n, chosen, patients = len(judged), restarts["chosen"], int(judged[0]["patients"])
+    if not judged[chosen].get("accepted"):
+        return (
+            f"the best of the {n} policies this run trained (none beat random deletion by the judge's margin on "
+            f"{patients} validation patients)"
+        )
+    if n == 1:
+        return f"the one policy this run trained (accepted on {patients} validation patients)"
     return (
-        f"the policy this run kept: training {restarts['chosen'] + 1} of the {len(judged)} it made ({how} on "
-        f"{int(chosen['patients'])} validation patients)"
+        f"the policy this run kept, its training {chosen + 1} of {n} (the earlier ones turned down on {patients} "
+        "validation patients)"
     )
 
 

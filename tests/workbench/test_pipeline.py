@@ -40,6 +40,9 @@ def test_report_page_shows_findings_first_contents_and_what_the_notebooks_produc
     # what one training is worth: no `pmlm trainings` of the smoke profile beside this run yet
     worth = page[page.index("What one training is worth") : page.index("id='contents'")]
     assert "is not measured yet" in worth and "make trainings" in worth
+    # and which of the smoke run's judged trainings the intervals are about (restarts: 2, 3 judging patients)
+    assert "this run trained" in worth or "this run kept" in worth
+    assert "on 3 validation patients" in worth
     assert "&lt;NA&gt;" not in page and "<NA>" not in page and ">nan<" not in page
     manifest = json.loads((run_dir / "artifacts" / "01_data_filtering.json").read_text())["artifacts"]
     assert {a["name"] for a in manifest} >= {"cohort_summary", "filter_log", "label_counts_by_split", "missingness"}
