@@ -106,18 +106,19 @@ class RestartJudge:
         self.reward, self.episodes, self.mode, self.seed, self.samples = reward, episodes, mode, seed, samples
         self.margin = margin
         initial = {e.patient_id: e.prompt for e in episodes}
-        self.random = scored(reward, episodes, {"random": random_deletion_prompts(initial, n_steps, seed, min_words)})
+        randoms = {"random deletion": random_deletion_prompts(initial, n_steps, seed, min_words)}
+        self.random = scored(reward, episodes, randoms)["random deletion"]
         self.rows: list[dict] = []
 
     def __call__(self, refiner) -> bool:
         edited = refiner.editor.edit_table(self.episodes, self.mode, self.seed, self.samples)["refined_prompt"]
-        scores = {"policy": scored(self.reward, self.episodes, {"policy": edited.to_dict()})["policy"], **self.random}
+        scores = {**scored(self.reward, self.episodes, {"policy": edited.to_dict()}), "random deletion": self.random}
         row = {
             "restart": len(self.rows),
             "seed": refiner.config.seed,
             "patients": len(self.episodes),
             "BERTScore-F1": scores["policy"].mean(),
-            **{k.replace("random", "random deletion"): v for k, v in gain(scores, "policy", "random").items()},
+            **gain(scores, "policy", "random deletion"),
             "last epoch − random (training episodes)": (refiner.history or [{}])[-1].get("minus_random"),
         }
         row["accepted"] = bool(row["− random deletion"] >= self.margin)
@@ -132,7 +133,7 @@ class RestartJudge:
     def chosen(self) -> int:
         """The accepted restart (the last one trained), or the best of those turned down when none was accepted."""
         accepted = [row["restart"] for row in self.rows if row["accepted"]]
-        return accepted[0] if accepted else int(self.table()["BERTScore-F1"].idxmax())
+        return accepted[0] if accepted else max(self.rows, key=lambda row: row["BERTScore-F1"])["restart"]
 
     def sentence(self) -> str:
         """What the judging found, in one sentence for the Findings."""
