@@ -161,6 +161,33 @@ def _explorer_text(driver) -> str:
     return driver.find_element("css selector", ".widget-vbox .widget-output").text
 
 
+def _click_afresh(driver, by: str, selector: str, index: int = 0) -> None:
+    """Click the index-th element the selector finds, finding it afresh until the click lands: the page may draw
+    the explorer's widgets again while it settles (CI once clicked a word button that had just been replaced), and
+    a person would simply click again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def click(d) -> bool:
+        found = d.find_elements(by, selector)
+        if len(found) <= index:
+            return False
+        found[index].click()
+        return True
+
+    WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(click)
+
+
+def _prompt_box_text(driver) -> str:
+    """The playground's prompt as its text box holds it now (found afresh: the page may have drawn it again)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return driver.find_element("css selector", ".widget-textarea textarea").get_attribute("value")
+    except StaleElementReferenceException:
+        return ""
+
+
 def _kernel_states(url: str, token: str) -> list[str]:
     """The execution state of every kernel the server runs (its REST API: what the page cannot hide)."""
     import json
@@ -254,11 +281,13 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 def _open_notebook(browser, url: str, token: str, name: str):
     """The notebook open in JupyterLab, its kernel started and idle (as the server and the page say)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 180)
+    # an element read while the page draws it again is asked for again on the next poll
+    wait = WebDriverWait(browser, 180, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(f"{url}/lab/tree/{name}?token={token}")
     wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")))
     wait.until(lambda d: (states := _kernel_states(url, token)) and all(s == "idle" for s in states))
@@ -317,16 +346,17 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
     # the playground of that patient (outside notebook 05's sample): delete a word with a click, Ask, and see the
     # three answers with their scores and the try in her list
     try:
-        toggles = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-toggle-button"))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".widget-toggle-button")) > 3)
     except TimeoutException:
         pytest.fail(_what_went_wrong(browser, url, token, lab_reports, "the playground's word buttons"))
-    text_box = browser.find_element(By.CSS_SELECTOR, ".widget-textarea textarea")
-    words_before = len(text_box.get_attribute("value").split())
-    toggles[3].click()
-    wait.until(lambda d: len(text_box.get_attribute("value").split()) == words_before - 1)
+    words_before = len(_prompt_box_text(browser).split())
+    # the page may draw the playground's buttons again while it settles (CI once clicked a button that had just
+    # been replaced): find them afresh until a click lands, as a person would click again
+    _click_afresh(browser, By.CSS_SELECTOR, ".widget-toggle-button", index=3)
+    wait.until(lambda d: len(_prompt_box_text(d).split()) == words_before - 1)
     assert "π(e | s_0)" in _explorer_text(browser)
     clicked = time.perf_counter()
-    browser.find_element(By.XPATH, "//button[normalize-space()='Ask']").click()
+    _click_afresh(browser, By.XPATH, "//button[normalize-space()='Ask']")
     try:
         wait.until(lambda d: "answered in" in (shown := _explorer_text(d)) and "your prompt" in shown)
     except TimeoutException:
@@ -341,7 +371,7 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
     browser.save_screenshot(str(Path(lab_reports) / "playground.png"))
 
     # export the case: one HTML file in the hand run's copy, with her figure inside and nothing to fetch
-    browser.find_element(By.XPATH, "//button[normalize-space()='Export case']").click()
+    _click_afresh(browser, By.XPATH, "//button[normalize-space()='Export case']")
     wait.until(lambda d: "written:" in _explorer_text(d))
     exported = next(lab_reports.glob(f"{run_dir.name}~07-by-hand-*/cases/{target}.html"))
     page = exported.read_text(encoding="utf-8")
