@@ -116,11 +116,12 @@ def _refinement_answers(p: dict, tokens: dict) -> list[Requests]:
     out.append(Requests("RL episodes", p["epochs"] * per_epoch, refined, p["answer_tokens"]))
     restarts = p.get("restarts") or 1
     if restarts > 1:  # the first training judged; each training turned down costs its episodes and judging again
+        judged = p.get("selection_patients") or 100
         out.append(
             Requests(
-                f"validation: random deletion and the training judged (up to {restarts - 1} more trainings if turned "
-                f"down, not counted)",
-                2 * (p.get("selection_patients") or 100),
+                f"validation: random deletion and the training judged (each training turned down: "
+                f"{p['epochs'] * per_epoch + judged} answers more, up to {restarts - 1} times; not counted)",
+                2 * judged,
                 refined,
                 p["answer_tokens"],
             )

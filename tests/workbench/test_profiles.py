@@ -57,6 +57,11 @@ def test_the_plan_counts_the_answers_each_notebook_will_request():
     r4, r5 = smoke["04_rl_refinement"], smoke["05_evaluation"]
     assert by["04_rl_refinement"]["RL episodes"] == r4["epochs"] * r4["patients_per_epoch"] * r4.get("group_size", 1)
     assert by["04_rl_refinement"]["s_0 of the training pool"] == r4["train_patients"]
+    # the judging of the first training is counted, and what each training turned down would add is said
+    judging = next(r for r in plan["notebooks"][3].requests if r.what.startswith("validation: random deletion"))
+    per_training = r4["epochs"] * r4["patients_per_epoch"] * r4.get("group_size", 1) + r4["selection_patients"]
+    assert judging.answers == 2 * r4["selection_patients"]
+    assert f"each training turned down: {per_training} answers more, up to {r4['restarts'] - 1} times" in judging.what
     assert by["05_evaluation"]["matched"] == 5 and sum(
         r.answers for r in plan["notebooks"][4].requests if "sampled" in r.what
     ) == 5 * 7 * len(r5["sampled_seeds"])  # before, PMLM, without SP/PP/PR, random deletion, template edit
