@@ -349,7 +349,7 @@ def test_a_clinician_runs_the_case_study_and_explores_another_patient(lab, brows
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".widget-toggle-button")) > 3)
     except TimeoutException:
         pytest.fail(_what_went_wrong(browser, url, token, lab_reports, "the playground's word buttons"))
-    words_before = len(_prompt_box_text(browser).split())
+    words_before = len(wait.until(_prompt_box_text).split())  # the prompt as the box first shows it
     # the page may draw the playground's buttons again while it settles (CI once clicked a button that had just
     # been replaced): find them afresh until a click lands, as a person would click again
     _click_afresh(browser, By.CSS_SELECTOR, ".widget-toggle-button", index=3)
@@ -468,7 +468,7 @@ def test_the_explorer_opens_as_a_page_without_code(lab_root, browser, tmp_path_f
         "--Voila.ip=127.0.0.1",
     ]
     with _server("voila", command, f"{url}/voila/ready-check", tmp_path_factory.mktemp("voila")):
-        # Voilà answers the page once its kernel has run the notebook; twice in nine runs here the kernel started
+        # Voilà answers the page once its kernel has run the notebook; twice in eight runs here the kernel started
         # and the page never came (the driver's own 120 s limit on `get` ended the test). So the page is asked for
         # without blocking, and asked for again once, as a person would reload it
         explorer = ready.presence_of_element_located((By.CSS_SELECTOR, ".pmlm-patient select"))
