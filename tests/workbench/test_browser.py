@@ -179,13 +179,9 @@ def _click_afresh(driver, by: str, selector: str, index: int = 0) -> None:
 
 
 def _prompt_box_text(driver) -> str:
-    """The playground's prompt as its text box holds it now (found afresh: the page may have drawn it again)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    try:
-        return driver.find_element("css selector", ".widget-textarea textarea").get_attribute("value")
-    except StaleElementReferenceException:
-        return ""
+    """The playground's prompt as its text box holds it now (found afresh: the page may have drawn it again; the
+    notebook's waits ask again when it was replaced while being read)."""
+    return driver.find_element("css selector", ".widget-textarea textarea").get_attribute("value")
 
 
 def _kernel_states(url: str, token: str) -> list[str]:
