@@ -238,6 +238,33 @@ def agreement_table(reps: list[Representation], cohort: Cohort, split: pd.Series
     return table
 
 
+def peer_drift(before: Representation, after: Representation, cohort: Cohort, split: pd.Series, k: int) -> pd.DataFrame:
+    """How far the peers move when the patients are encoded again (`after`, e.g. by the encoder that the RL loss
+    trained: Algorithm 1's lines 7-9) instead of as they were retrieved (`before`). For the validation and test
+    patients: how many of each one's k peers both retrieve (mean share), the share of patients who keep all k,
+    and the label agreement at k under each, beside chance (random training patients)."""
+    first, second = (peer_table(rep, cohort, split, k) for rep in (before, after))
+    labels = cohort.by_patient("label")
+    train_shares = labels.loc[split[split == "train"].index].value_counts(normalize=True)
+    rows = {}
+    for name in ("validation", "test"):
+        who = split[split == name].index
+        if not len(who):
+            continue
+        peers = [table[table["patient_id"].isin(who)] for table in (first, second)]
+        sets = [table.groupby("patient_id")["peer_id"].agg(frozenset) for table in peers]
+        kept = np.array([len(sets[0][p] & sets[1][p]) / len(sets[0][p]) for p in sets[0].index])
+        rows[name] = {
+            "patients": len(kept),
+            "share of peers kept": float(kept.mean()),
+            "patients keeping all peers": float((kept == 1).mean()),
+            f"label agreement at k={k}, as retrieved": float(label_agreement(peers[0], labels, [k])[k]),
+            f"label agreement at k={k}, encoded again": float(label_agreement(peers[1], labels, [k])[k]),
+            "chance": float(train_shares.reindex(labels.loc[who]).fillna(0).mean()),
+        }
+    return pd.DataFrame(rows).T
+
+
 def save_encoder(path, encoder: PatientEncoder, standardizer: Standardizer, mode: str, max_visits: int) -> None:
     """The encoder with what it needs to encode new patients (the refinement step trains it further)."""
     n_in = encoder.net[0].in_features

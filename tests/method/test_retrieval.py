@@ -110,3 +110,26 @@ def test_bench_writes_its_figures_and_checks_the_targets(tmp_path):
         "refinement under 10% of its time outside answer generation": False,
         "second run at least 5x faster": True,
     }
+
+
+def test_peer_drift_says_which_peers_an_encoder_trained_further_would_change(built):
+    """Algorithm 1's lines 7-9 measured: the same encoder keeps every peer; one whose weights moved keeps fewer,
+    and the table says so for the validation and test patients with their label agreement beside chance."""
+    cohort, split, reps, encoders, standardizer = built
+    from pmlm_lib.data.representation import concatenated
+
+    ids = list(cohort.patient_ids)
+    x = concatenated(cohort, ids, 45, standardizer)
+    encoder = encoders["paper"]
+    before = retrieval.Representation("as retrieved", ids, retrieval.encode(encoder, x))
+    same = retrieval.peer_drift(before, retrieval.Representation("again", ids, retrieval.encode(encoder, x)), cohort, split, 10)
+    assert list(same.index) == ["validation", "test"]
+    assert (same["share of peers kept"] == 1).all() and (same["patients keeping all peers"] == 1).all()
+    assert (same["label agreement at k=10, as retrieved"] == same["label agreement at k=10, encoded again"]).all()
+    assert (same["patients"] == split.value_counts()[["validation", "test"]].to_numpy()).all()
+
+    torch.manual_seed(1)
+    moved = retrieval.PatientEncoder(x.shape[1])  # other weights: another encoder's peers
+    drift = retrieval.peer_drift(before, retrieval.Representation("moved", ids, retrieval.encode(moved, x)), cohort, split, 10)
+    assert (drift["share of peers kept"] < 0.9).all() and (drift["patients keeping all peers"] < 0.5).all()
+    assert drift["chance"].between(0, 1).all() and (drift["chance"] == same["chance"]).all()
