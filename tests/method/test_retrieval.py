@@ -122,7 +122,8 @@ def test_peer_drift_says_which_peers_an_encoder_trained_further_would_change(bui
     x = concatenated(cohort, ids, 45, standardizer)
     encoder = encoders["paper"]
     before = retrieval.Representation("as retrieved", ids, retrieval.encode(encoder, x))
-    same = retrieval.peer_drift(before, retrieval.Representation("again", ids, retrieval.encode(encoder, x)), cohort, split, 10)
+    again = retrieval.Representation("again", ids, retrieval.encode(encoder, x))
+    same = retrieval.peer_drift(before, again, cohort, split, 10)
     assert list(same.index) == ["validation", "test"]
     assert (same["share of peers kept"] == 1).all() and (same["patients keeping all peers"] == 1).all()
     assert (same["label agreement at k=10, as retrieved"] == same["label agreement at k=10, encoded again"]).all()
@@ -130,6 +131,7 @@ def test_peer_drift_says_which_peers_an_encoder_trained_further_would_change(bui
 
     torch.manual_seed(1)
     moved = retrieval.PatientEncoder(x.shape[1])  # other weights: another encoder's peers
-    drift = retrieval.peer_drift(before, retrieval.Representation("moved", ids, retrieval.encode(moved, x)), cohort, split, 10)
+    other = retrieval.Representation("moved", ids, retrieval.encode(moved, x))
+    drift = retrieval.peer_drift(before, other, cohort, split, 10)
     assert (drift["share of peers kept"] < 0.9).all() and (drift["patients keeping all peers"] < 0.5).all()
     assert drift["chance"].between(0, 1).all() and (drift["chance"] == same["chance"]).all()
