@@ -267,8 +267,9 @@ def finding(test: dict, system: str, against: str, metric: str = HEADLINE, sampl
     interval = f"95% CI {low:+.1f} to {high:+.1f}, {sample}"
     if low > 0:
         return f"{system} beats {against} by {d:+.1f} {metric} points ({interval})."
-    if high < 0:
-        return f"{against[0].upper() + against[1:]} beats {system} by {-d:+.1f} {metric} points ({interval})."
+    if high < 0:  # told from the winner's side, its lead and the interval of its lead
+        lead = f"95% CI {-high:+.1f} to {-low:+.1f}, {sample}"
+        return f"{against[0].upper() + against[1:]} beats {system} by {-d:+.1f} {metric} points ({lead})."
     bound = max(abs(low), abs(high))
     return f"{system} and {against} do not differ by more than {bound:.1f} {metric} points ({interval})."
 

@@ -81,3 +81,21 @@ def test_paired_test_sees_a_consistent_gain_and_no_gain():
     # no spread (equal scores, up to rounding, on every patient): no detectable difference can be stated
     tied = paired_test(np.array([0.1 + 0.2, 0.3, 0.3, 0.3, 0.3]) / 3, np.full(5, 0.1))
     assert np.isnan(tied["min_detectable_80"]) and tied["mean_difference"] == 0 and tied["wilcoxon_p"] == 1.0
+
+
+def test_a_finding_tells_the_winners_lead_with_the_interval_of_that_lead():
+    """When the other system wins, the sentence names it and gives its lead and the interval of its lead,
+    never the loser's negative interval beside a positive lead (a reader would take it for a contradiction)."""
+    from pmlm_lib.evaluation.systems import finding
+
+    rng = np.random.default_rng(0)
+    template = rng.normal(45, 5, 60)
+    pmlm = template - 1.7 + rng.normal(0, 1, 60)
+    test = paired_test(pmlm, template)
+    sentence = finding(test, "PMLM", "template edit")
+    low, high = test["ci95_low"], test["ci95_high"]
+    assert high < 0
+    assert sentence.startswith("The template edit") and " beats PMLM by +1." in sentence
+    assert f"95% CI {-high:+.1f} to {-low:+.1f}, n = 60 patients" in sentence
+    ahead = finding(paired_test(template, pmlm), "template edit", "PMLM")
+    assert f"95% CI {-high:+.1f} to {-low:+.1f}" in ahead and "beats PMLM" in ahead
