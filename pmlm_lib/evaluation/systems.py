@@ -263,13 +263,12 @@ def finding(test: dict, system: str, against: str, metric: str = HEADLINE, sampl
     (`sample`: how the sample is told, "n = 60 patients" unless given)."""
     d, low, high = test["mean_difference"], test["ci95_low"], test["ci95_high"]
     system, against = SPOKEN.get(system, system), SPOKEN.get(against, against)
+    if high < 0:  # told from the winner's side: its lead, and the interval of its lead
+        system, against, d, low, high = against[0].upper() + against[1:], system, -d, -high, -low
     sample = sample or f"n = {int(test['n'])} patients"
     interval = f"95% CI {low:+.1f} to {high:+.1f}, {sample}"
     if low > 0:
         return f"{system} beats {against} by {d:+.1f} {metric} points ({interval})."
-    if high < 0:  # told from the winner's side, its lead and the interval of its lead
-        lead = f"95% CI {-high:+.1f} to {-low:+.1f}, {sample}"
-        return f"{against[0].upper() + against[1:]} beats {system} by {-d:+.1f} {metric} points ({lead})."
     bound = max(abs(low), abs(high))
     return f"{system} and {against} do not differ by more than {bound:.1f} {metric} points ({interval})."
 
