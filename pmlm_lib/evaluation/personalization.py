@@ -1,17 +1,22 @@
-"""How personal the refinement's edits are, and what clinical content they cut.
+"""How personal the refinement's edits are, whether they fit the patient they were made for, and what
+clinical content they cut.
 
 The policy reads the patient (x̂) and every word in context, yet a trained policy can edit most patients
-alike: the same phrase and the same few "similarity" words deleted from every prompt. Then the
-refinement is a *template edit*, and what it adds per patient is nothing. This module says, for a set of
-refined prompts:
+alike, or differently only by the luck of its samples. This module says, for a set of refined prompts:
 
 - each prompt's **edit set**: what was edited, named by the s_0 word's type and its occurrence among the
   words of that type (("similarity", 3): the third "similarity" of the prompt), so that the same edit of
-  two patients' prompts is the same set although their prompts differ;
+  two patients' prompts is the same set although their prompts differ; `apply_edit_set` applies a set to
+  any patient's s_0;
 - how many **distinct edit sets** the prompts got, and the share of the most common one;
-- the **template edit**: the most common edit set, which `apply_edit_set` applies unchanged to any
-  patient's s_0 (the control "template edit" of notebook 05: PMLM − template edit is what the
-  per-patient part of the refinement adds);
+- two controls that mean the same whatever the edits look like (notebook 05's Table 3):
+  the **consensus template** (`consensus_template`: the n word occurrences the policy edits most often over
+  all refined prompts, applied to everyone: the best the policy's frequencies can do without the patient),
+  and the **shuffled edit** (`shuffled_edit_sets`: each evaluated patient's s_0 gets another evaluated
+  patient's edit set, a seeded derangement). PMLM − shuffled > 0 is the direct test that a patient's own
+  edits fit her; PMLM − consensus, that editing each patient differently beats one edit for all. ("The most
+  common edit set" is no such control: it is a template when edits concentrate, and one patient's random
+  draw when they do not.)
 - how often the edits **cut clinical content**: a word of the predicted condition, or of a peer's diagnosis
   ("uterine rupture" made "rupture"), which `prompts.clinical_kinds` locates.
 """
@@ -22,6 +27,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from pmlm_lib.data.prompts import clinical_kinds, join, segment
+from pmlm_lib.evaluation.systems import CONSENSUS, SHUFFLED
 from pmlm_lib.method.refine.word_edits import apply_edit, row_edits, word_type
 
 if TYPE_CHECKING:
@@ -65,12 +71,15 @@ def edit_set(prompt: str, positions: list[int], operations: list | None = None, 
     return frozenset(edits), touched
 
 
-def apply_edit_set(prompt: str, edits) -> str:
+def apply_edit_set(prompt: str, edits, protect: tuple[str, ...] = ()) -> str:
     """The same edits on another s_0: each named word that this prompt has is deleted, replaced, or has a
-    word inserted after it; names it lacks (a prompt with fewer peers) are skipped."""
+    word inserted after it; names it lacks (a prompt with fewer peers) are skipped, and so are words of the
+    clinical content in `protect` ("prediction", "peers"), which the policy itself could not have cut here."""
     state = segment(prompt)
     index = {name: i for i, name in enumerate(_occurrences(state))}
-    planned = sorted(((index[(t, k)], op, new) for op, t, k, new in edits if (t, k) in index), reverse=True)
+    kinds = clinical_kinds(prompt) if protect else [None] * len(state)
+    named = [(index[(t, k)], op, new) for op, t, k, new in edits if (t, k) in index]
+    planned = sorted(((i, op, new) for i, op, new in named if kinds[i] not in protect), reverse=True)
     for i, op, new in planned:  # from the end, so that earlier indices stay valid
         state = apply_edit(state, i, op, new)
     return join(state)
@@ -120,13 +129,36 @@ def top_edit_sets(edits: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     )
 
 
-def template_edit(edits: pd.DataFrame):
-    """The most common edit set of a profile (ties: the one met first)."""
-    return Counter(edits["edit_set"]).most_common(1)[0][0]
+def consensus_template(edits: pd.DataFrame, n: int) -> frozenset:
+    """The n edits (word occurrences, with their operation) made most often over the prompts of a profile, as
+    one edit set for everyone (ties: the edit met first). Unlike the most common edit set, it is a template
+    however spread the edits are: when every prompt got its own sampled set, it is what the policy's
+    frequencies agree on."""
+    counts = Counter(e for s in edits["edit_set"] for e in sorted(s, key=str))
+    return frozenset(e for e, _ in counts.most_common(n))
 
 
-def summary(edits: pd.DataFrame) -> dict:
-    """How personal the edits are and what they cut, over the prompts of a profile."""
+def shuffled_edit_sets(edit_sets: pd.Series, seed: int) -> pd.Series:
+    """Each patient's edit set given to another patient of the same series: a seeded derangement (Sattolo's
+    shuffle, one cycle through all patients, so that nobody keeps her own). Index: the receiving patient;
+    value: (the giving patient, her edit set). Fewer than two patients have no one to swap with: empty."""
+    import numpy as np
+    import pandas as pd
+
+    ids = list(edit_sets.index)
+    if len(ids) < 2:
+        return pd.Series(dtype=object)
+    order = list(range(len(ids)))
+    rng = np.random.default_rng([seed, 40])
+    for i in range(len(order) - 1, 0, -1):  # Sattolo: j < i, never i itself
+        j = int(rng.integers(i))
+        order[i], order[j] = order[j], order[i]
+    return pd.Series({ids[i]: (ids[order[i]], edit_sets.iloc[order[i]]) for i in range(len(ids))}, dtype=object)
+
+
+def summary(edits: pd.DataFrame, consensus_size: int | None = None) -> dict:
+    """How personal the edits are and what they cut, over the prompts of a profile; with `consensus_size`, the
+    consensus template of that many edits, and the share of all edits it covers."""
     counts = Counter(edits["edit_set"])
     top, top_n = counts.most_common(1)[0]
     two = sum(n for _, n in counts.most_common(2))
@@ -141,7 +173,14 @@ def summary(edits: pd.DataFrame) -> dict:
         "clinical_words_cut_per_prompt": round(
             float((edits["prediction_words_cut"] + edits["peer_words_cut"]).mean()), 2
         ),
-    }
+    } | (_consensus_summary(edits, consensus_size) if consensus_size else {})
+
+
+def _consensus_summary(edits: pd.DataFrame, n: int) -> dict:
+    consensus = consensus_template(edits, n)
+    total = sum(len(s) for s in edits["edit_set"])
+    covered = sum(len(s & consensus) for s in edits["edit_set"])
+    return {"consensus_template": describe(consensus), "share_edits_in_consensus": round(covered / max(total, 1), 3)}
 
 
 def sentence(s: dict) -> str:
@@ -151,4 +190,32 @@ def sentence(s: dict) -> str:
         f"({s['most_common']}) edits {100 * s['share_most_common']:.0f}% of them. The edits cut a word of the "
         f"predicted condition in {100 * s['share_prediction_cut']:.0f}% of the prompts and of some peer's diagnosis in "
         f"{100 * s['share_peer_diagnosis_cut']:.0f}%."
+        + (
+            f" The consensus template ({s['consensus_template']}) holds {100 * s['share_edits_in_consensus']:.0f}% of "
+            "all their edits."
+            if "consensus_template" in s
+            else ""
+        )
     )
+
+
+def controls(
+    refined: pd.DataFrame, patient_ids: list[str], n: int, seed: int, protect: tuple[str, ...] = ()
+) -> tuple[dict, pd.Series]:
+    """Notebook 05's two personalization controls for the evaluated patients: ({system name: prompts}, donors).
+    The consensus template of all refined prompts (`n` edits, the policy's own number) on each s_0, and each
+    patient's s_0 with another evaluated patient's edit set (`shuffled_edit_sets`, seeded); `donors` names, for
+    each patient, whose edits the shuffled control gave her. Words of the protected clinical content are never
+    cut, as the policy could not cut them."""
+    import pandas as pd
+
+    edits = profile(refined)
+    coarse = refined["coarse_prompt"]
+    consensus = consensus_template(edits, n)
+    given = shuffled_edit_sets(edits.loc[list(patient_ids), "edit_set"], seed)
+    prompts = {
+        CONSENSUS: pd.Series({p: apply_edit_set(coarse[p], consensus, protect) for p in patient_ids}, dtype=object),
+        SHUFFLED: pd.Series({p: apply_edit_set(coarse[p], e, protect) for p, (_, e) in given.items()}, dtype=object),
+    }
+    donors = pd.Series({p: donor for p, (donor, _) in given.items()}, dtype=object, name="edits of patient")
+    return prompts, donors.rename_axis("patient_id")

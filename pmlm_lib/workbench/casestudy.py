@@ -10,7 +10,7 @@ statically for the chosen cases and saved into the run folder.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import pandas as pd
@@ -48,6 +48,8 @@ class CaseData:
     scored: pd.DataFrame | None
     k: int
     inputs: RunInputs | None = None  # what the run holds (the playground's policy, encoder and responders)
+    # whose edits each evaluated patient got in notebook 05's shuffled control
+    shuffled_donors: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
 
     @classmethod
     def load(cls, run) -> CaseData:
@@ -63,6 +65,7 @@ class CaseData:
             k=inputs.k,
             scored=pd.read_parquet(scored_path) if scored_path.exists() else None,
             inputs=inputs,
+            shuffled_donors=_shuffled_donors(run.root / "tables" / "shuffled_edit.csv"),
         )
 
     @property
@@ -125,25 +128,31 @@ class CaseData:
         return profile(self.refined)
 
     def edit_note(self, pid: str) -> str:
-        """How this patient's edits compare with the template edit (the policy's most common edit set), and
-        whether they cut clinical content."""
+        """This patient's edits beside the two personalization controls (the consensus template, and the edits of
+        the patient the shuffled control gave her), and whether they cut clinical content."""
 
         prof = self.edit_profile
-        mine, template = prof.loc[pid, "edit_set"], personalization.template_edit(prof)
-        share = float((prof["edit_set"] == template).mean())
-        same = (
-            f"the same as the template edit, which {100 * share:.0f}% of the test prompts got"
-            if mine == template
-            else f"not the template edit ({personalization.describe(template)}, on {100 * share:.0f}% of the "
-            "test prompts)"
-        )
+        mine = prof.loc[pid, "edit_set"]
+        n = max(len(e) for e in prof["edit_set"])  # the policy's number of edits, as notebook 05's consensus
+        consensus = personalization.consensus_template(prof, n)
+        parts = [
+            f"This patient's edits: {personalization.describe(mine)}.",
+            f"The consensus template, applied to every patient: {personalization.describe(consensus)} "
+            f"({len(mine & consensus)} of her {len(mine)} edits are in it).",
+        ]
+        donor = self.shuffled_donors.get(pid)
+        if donor is not None and donor in prof.index:
+            parts.append(
+                f"The shuffled control gave her the edits of patient {donor}: "
+                f"{personalization.describe(prof.loc[donor, 'edit_set'])}."
+            )
         cut = int(prof.loc[pid, "prediction_words_cut"]), int(prof.loc[pid, "peer_words_cut"])
-        clinical = (
-            f" They cut {cut[0]} word(s) of the predicted condition and {cut[1]} of the peers' diagnoses."
+        parts.append(
+            f"Her edits cut {cut[0]} word(s) of the predicted condition and {cut[1]} of the peers' diagnoses."
             if any(cut)
-            else " They cut no word of the predicted condition or of the peers' diagnoses."
+            else "Her edits cut no word of the predicted condition or of the peers' diagnoses."
         )
-        return f"This patient's edits ({personalization.describe(mine)}) are {same}.{clinical}"
+        return " ".join(parts)
 
     def answers(self, pid: str) -> pd.DataFrame:
         """Each responder's answer per system for this patient with its scores: the matched decoding
@@ -215,6 +224,13 @@ class CaseData:
         shown = [i for i in self.cohort.indicators if exams[i].notna().any()]
         table = exams.set_index(exams["exam_date"].dt.strftime("%Y-%m-%d").rename("date"))[shown]
         return table.rename(columns=lambda c: f"{c} ({self.cohort.units[c]})" if self.cohort.units.get(c) else c)
+
+
+def _shuffled_donors(path) -> pd.Series:
+    """Whose edits each evaluated patient got in notebook 05's shuffled-edit control (empty for older runs)."""
+    if not path.exists():
+        return pd.Series(dtype=object)
+    return pd.read_csv(path, dtype=str).set_index("patient_id")["edits of patient"]
 
 
 def _one_setting(scored: pd.DataFrame) -> pd.DataFrame:

@@ -94,12 +94,6 @@ class RunInputs:
 
     # ---- views ----------------------------------------------------------------------------------
     @property
-    def template_edit(self) -> frozenset | None:
-        """The policy's most common edit set of the test prompts (notebook 04; None for runs made before it)."""
-        named = (self.refinement or {}).get("template_edit")
-        return None if named is None else frozenset(tuple(e) for e in named)
-
-    @property
     def labels(self) -> pd.Series:
         return self.cohort.by_patient("label")
 

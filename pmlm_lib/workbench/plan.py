@@ -150,7 +150,8 @@ def _evaluation_requests(p: dict, tokens: dict) -> list[Requests]:
         ev.WITHOUT_PP: tokens["no_peers"],
         ev.WITHOUT_PR: coarse,
         ev.RANDOM: refined,
-        ev.TEMPLATE: refined,
+        ev.CONSENSUS: refined,
+        ev.SHUFFLED: refined,
     }
     out = [Requests(f"matched: {system}", n_eval, t, answer) for system, t in matched.items()]
     seeds = p.get("sampled_seeds") or []

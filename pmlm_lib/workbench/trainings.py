@@ -37,7 +37,7 @@ RETRAINED = ("04", "05")  # the notebooks a training runs again; 01-03 are kept 
 # Table 2's LoRA reply model and the greedy-search oracle do not depend on the policy: not made again
 INDEPENDENT_OF_TRAINING = {"finetune_patients": 0, "greedy_patients": 0}
 BASE_RECORD = "trainings_base.json"  # in a training's folder: the state of the base run it was copied from
-COMPARED = [ev.WITHOUT_PR, ev.RANDOM, ev.TEMPLATE, ev.BEFORE, ev.WITHOUT_SP, ev.WITHOUT_PP]
+COMPARED = [ev.WITHOUT_PR, ev.RANDOM, ev.SHUFFLED, ev.CONSENSUS, ev.BEFORE, ev.WITHOUT_SP, ev.WITHOUT_PP]
 
 
 class TrainingsError(RuntimeError):

@@ -89,13 +89,16 @@ def test_a_finding_tells_the_winners_lead_with_the_interval_of_that_lead():
     from pmlm_lib.evaluation.systems import finding
 
     rng = np.random.default_rng(0)
-    template = rng.normal(45, 5, 60)
-    pmlm = template - 1.7 + rng.normal(0, 1, 60)
-    test = paired_test(pmlm, template)
-    sentence = finding(test, "PMLM", "template edit")
+    consensus = rng.normal(45, 5, 60)
+    pmlm = consensus - 1.7 + rng.normal(0, 1, 60)
+    test = paired_test(pmlm, consensus)
+    sentence = finding(test, "PMLM", "consensus template")
     low, high = test["ci95_low"], test["ci95_high"]
     assert high < 0
-    assert sentence.startswith("The template edit") and " beats PMLM by +1." in sentence
+    assert (
+        sentence.startswith("The consensus template (the policy's most frequent edits")
+        and " beats PMLM by +1." in sentence
+    )
     assert f"95% CI {-high:+.1f} to {-low:+.1f}, n = 60 patients" in sentence
-    ahead = finding(paired_test(template, pmlm), "template edit", "PMLM")
+    ahead = finding(paired_test(consensus, pmlm), "consensus template", "PMLM")
     assert f"95% CI {-high:+.1f} to {-low:+.1f}" in ahead and "beats PMLM" in ahead

@@ -45,7 +45,7 @@ def _deleting(prompt, targets):
     return positions
 
 
-def test_the_same_edit_of_two_patients_is_one_edit_set_and_the_template_reproduces_it():
+def test_the_same_edit_of_two_patients_is_one_edit_set_and_the_consensus_reproduces_it():
     a, b = coarse_prompt("gestational diabetes", PEERS), coarse_prompt("thalassemia minor", PEERS[:2])
     sim = lambda p: [i for i, w in enumerate(segment(p)) if "similarity" in w]  # noqa: E731
     med = lambda p: [i for i, w in enumerate(segment(p)) if w.startswith("medical")]  # noqa: E731
@@ -56,7 +56,7 @@ def test_the_same_edit_of_two_patients_is_one_edit_set_and_the_template_reproduc
     refined = pd.DataFrame.from_dict(rows, orient="index")
     prof = personalization.profile(refined)
     assert prof.loc["A", "edit_set"] == prof.loc["B", "edit_set"]
-    template = personalization.template_edit(prof)
+    template = personalization.consensus_template(prof, 3)
     for p in (a, b):
         words = segment(p)
         expected = join([w for i, w in enumerate(words) if i not in {sim(p)[1], med(p)[0], sim(p)[0]}])
@@ -166,3 +166,69 @@ def test_group_baseline_trains_on_each_patients_rollouts_side_by_side_and_learns
     assert np.mean(last) > 0.7, np.mean(last)
     refined = editor.edit_table(episodes, "greedy")
     assert personalization.profile(refined)["prediction_words_cut"].sum() == 0
+
+
+def _refined(prompts_and_targets: dict) -> pd.DataFrame:
+    rows = {
+        pid: {"coarse_prompt": p, "positions": _deleting(p, t), "operations": None, "words": None}
+        for pid, (p, t) in prompts_and_targets.items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def test_the_consensus_template_is_the_policys_most_frequent_edits_even_when_every_prompt_differs():
+    """Five prompts, five different edit sets (the "most common set" would be one patient's draw): the consensus of
+    2 edits is the two word occurrences edited most often over all of them."""
+    p = coarse_prompt("gestational diabetes", PEERS)
+    words = [w.strip().lower() for w in segment(p)]
+    at = {w: words.index(w) for w in ("assistant", "expertise", "medical", "knowledge.", "patient.")}
+    sets = [
+        ["assistant", "expertise", "medical"],
+        ["assistant", "expertise", "knowledge."],
+        ["assistant", "medical", "patient."],
+        ["assistant", "expertise", "patient."],
+        ["knowledge.", "medical", "expertise"],
+    ]
+    refined = _refined({f"P{i}": (p, [at[w] for w in s]) for i, s in enumerate(sets)})
+    prof = personalization.profile(refined)
+    assert prof["edit_set"].nunique() == 5
+    consensus = personalization.consensus_template(prof, 2)
+    assert {t for _, t, _, _ in consensus} == {"assistant", "expertise"}  # 4 and 4 of 5 prompts
+    kept = personalization.apply_edit_set(p, consensus)
+    assert "assistant" not in kept and "expertise" not in kept and "medical knowledge" in kept
+    summary = personalization.summary(prof, consensus_size=2)
+    assert summary["share_edits_in_consensus"] == round(8 / 15, 3)
+
+
+def test_the_shuffled_control_gives_every_patient_someone_elses_edits_and_never_cuts_a_protected_word():
+    ids = [f"P{i}" for i in range(7)]
+    sets = pd.Series({p: frozenset({("delete", "the", i + 1, None)}) for i, p in enumerate(ids)})
+    given = personalization.shuffled_edit_sets(sets, seed=3)
+    donors = {p: d for p, (d, _) in given.items()}
+    assert set(donors) == set(ids) == set(donors.values()) and all(p != d for p, d in donors.items())
+    assert all(given[p][1] == sets[d] for p, d in donors.items())
+    assert personalization.shuffled_edit_sets(sets, seed=3).equals(given)  # seeded
+    assert personalization.shuffled_edit_sets(sets, seed=4).map(lambda g: g[0]).tolist() != [donors[p] for p in ids]
+    assert personalization.shuffled_edit_sets(sets.iloc[:1], seed=0).empty  # nobody to swap with
+    # another patient's edit of "uterine" (her template word) lands inside this patient's protected peer diagnosis
+    mine = coarse_prompt("uterine scar", PEERS)
+    edit = {("delete", "uterine", 1, None), ("delete", "assistant", 1, None)}
+    assert "uterine scar" not in personalization.apply_edit_set(mine, edit)
+    protected = personalization.apply_edit_set(mine, edit, ("prediction", "peers"))
+    assert "uterine scar" in protected and "assistant" not in protected
+
+
+def test_the_controls_of_notebook_05_name_their_systems_and_donors():
+    from pmlm_lib.evaluation.systems import CONSENSUS, SHUFFLED
+
+    p, q = coarse_prompt("gestational diabetes", PEERS), coarse_prompt("normal", PEERS[:2])
+    refined = _refined({"A": (p, [1, 2]), "B": (q, [3, 4]), "C": (p, [1, 5])})
+    prompts, donors = personalization.controls(refined, ["A", "B", "C"], n=2, seed=0)
+    assert set(prompts) == {CONSENSUS, SHUFFLED} and donors.name == "edits of patient"
+    prof = personalization.profile(refined)
+    for pid, donor in donors.items():
+        assert donor != pid
+        assert prompts[SHUFFLED][pid] == personalization.apply_edit_set(
+            refined.loc[pid, "coarse_prompt"], prof.loc[donor, "edit_set"]
+        )
+    assert prompts[CONSENSUS]["B"] == personalization.apply_edit_set(q, personalization.consensus_template(prof, 2))

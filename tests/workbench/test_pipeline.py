@@ -96,7 +96,10 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
             assert (run_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
     for setting in ("matched", "sampled"):
         table3 = pd.read_csv(run_dir / "tables" / f"table3_{setting}.csv", index_col=0)
-        expected = ["without SP", "without PP", "without PR (s_0)", "random deletion", "template edit", "PMLM"]
+        expected = [
+            *["without SP", "without PP", "without PR (s_0)", "random deletion", "consensus template", "shuffled edit"],
+            "PMLM",
+        ]
         assert list(table3.index) == expected
         assert all("±" in v for v in table3["BERTScore-F1"]) and set(table3["patients × seeds"]) == {
             "4 × 1" if setting == "matched" else "4 × 2"
@@ -134,20 +137,32 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
     assert (run_dir / "policy.pt").read_bytes() == kept
     assert "[-" in (run_dir / "texts" / "refined_prompt_example.txt").read_text()
     # how personal the edits are, what they cut (the smoke profile protects the clinical words: nothing), and the
-    # template edit that Table 3 applies to every patient, which is one of the refined prompts' own edit sets
+    # two personalization controls of Table 3: the consensus template (the policy's n most frequent edits) and the
+    # shuffled edit (each evaluated patient's s_0 with another evaluated patient's edit set, nobody her own)
     personal = result["personalization"]
     test_patients = int((pd.read_csv(run_dir / "split.csv")["split"] == "test").sum())
     assert personal["prompts"] == test_patients > 0
     assert 1 <= personal["distinct_edit_sets"] <= personal["prompts"] and 0 < personal["share_most_common"] <= 1
     assert personal["share_prediction_cut"] == 0 and personal["share_peer_diagnosis_cut"] == 0
+    assert 0 < personal["share_edits_in_consensus"] <= 1
     assert result["protect"] == ["prediction", "peers"]
-    from pmlm_lib.evaluation.personalization import apply_edit_set, profile
+    from pmlm_lib.evaluation.personalization import apply_edit_set, consensus_template, profile
 
     refined = pd.read_parquet(run_dir / "refined_prompts.parquet")
-    template = frozenset(tuple(e) for e in result["template_edit"])
-    assert template in set(profile(refined)["edit_set"])
-    one = next(p for p, e in profile(refined)["edit_set"].items() if e == template)
-    assert apply_edit_set(refined.loc[one, "coarse_prompt"], template) == refined.loc[one, "refined_prompt"]
+    edits = profile(refined)
+    consensus = frozenset(tuple(e) for e in result["consensus_template"])
+    assert consensus == consensus_template(edits, len(refined.iloc[0]["positions"]))
+    answered = scored[scored["setting"] == "matched"].set_index(["system", "patient_id"])["prompt"]
+    donors = pd.read_csv(run_dir / "tables" / "shuffled_edit.csv", dtype=str).set_index("patient_id")[
+        "edits of patient"
+    ]
+    assert len(donors) == 4 and (donors.index != donors).all() and set(donors) == set(donors.index)
+    for pid, donor in donors.items():
+        s0 = refined.loc[pid, "coarse_prompt"]
+        assert answered["shuffled edit", pid] == apply_edit_set(
+            s0, edits.loc[donor, "edit_set"], ("prediction", "peers")
+        )
+        assert answered["consensus template", pid] == apply_edit_set(s0, consensus, ("prediction", "peers"))
     assert (run_dir / "tables" / "edit_sets.csv").exists() and (run_dir / "tables" / "personalization.csv").exists()
     # the findings: one sentence per comparison, each with its interval and sample size
     findings = json.loads((run_dir / "artifacts" / "05_evaluation.json").read_text())["findings"]

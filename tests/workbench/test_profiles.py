@@ -64,7 +64,7 @@ def test_the_plan_counts_the_answers_each_notebook_will_request():
     assert f"each training turned down: {per_training} answers more, up to {r4['restarts'] - 1} times" in judging.what
     assert by["05_evaluation"]["matched"] == 5 and sum(
         r.answers for r in plan["notebooks"][4].requests if "sampled" in r.what
-    ) == 5 * 7 * len(r5["sampled_seeds"])  # before, PMLM, without SP/PP/PR, random deletion, template edit
+    ) == 5 * 8 * len(r5["sampled_seeds"])  # before, PMLM, without SP/PP/PR, random deletion, consensus, shuffled
     assert all(p.minutes > 0 for p in plan["notebooks"])
     # the sampled setting answers the matched setting's prompts again: only its answers are computed
     sampled = [r for r in plan["notebooks"][4].requests if "sampled" in r.what]
