@@ -60,7 +60,30 @@ def check_library() -> None:
         )
 
 
-class RunFolder:
+class RunReader:
+    """A run folder read, never written: what a study over a finished run (`pmlm headroom`) and RunFolder share."""
+
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir).resolve()
+
+    def exists(self, *parts: str) -> bool:
+        return self.root.joinpath(*parts).exists()
+
+    def require(self, *parts: str, made_by: str) -> Path:
+        """An input another notebook wrote; a clear error when it is not there yet."""
+        p = self.root.joinpath(*parts)
+        if not p.exists():
+            raise FileNotFoundError(
+                f"{p} is missing: run {made_by} first with the same run_dir (pmlm report runs the notebooks in order)."
+            )
+        return p
+
+    def read_record(self, name: str, made_by: str):
+        """Numbers an earlier notebook saved with `record`."""
+        return json.loads(self.require("results", f"{name}.json", made_by=made_by).read_text(encoding="utf-8"))
+
+
+class RunFolder(RunReader):
     """The run folder seen from one notebook (step), or from one variant of it (its outputs named "@variant").
     Opened by hand in JupyterLab, a notebook works in reports/latest, the newest complete run, and replaces
     its own outputs there."""
@@ -143,18 +166,6 @@ class RunFolder:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def exists(self, *parts: str) -> bool:
-        return self.root.joinpath(*parts).exists()
-
-    def require(self, *parts: str, made_by: str) -> Path:
-        """An input another notebook wrote; a clear error when it is not there yet."""
-        p = self.root.joinpath(*parts)
-        if not p.exists():
-            raise FileNotFoundError(
-                f"{p} is missing: run {made_by} first with the same run_dir (pmlm report runs the notebooks in order)."
-            )
-        return p
-
     def _save_manifest(self) -> None:
         write_json(self.manifest_path, {"step": self.step, "artifacts": self.entries, "findings": self.found})
 
@@ -226,10 +237,6 @@ class RunFolder:
     def record(self, name: str, obj) -> None:
         """Save numbers that later notebooks, the report or tests read (JSON)."""
         write_json(self.path("results", f"{name}.json"), obj)  # a variant's: results/NAME@variant.json
-
-    def read_record(self, name: str, made_by: str):
-        """Numbers an earlier notebook saved with `record`."""
-        return json.loads(self.require("results", f"{name}.json", made_by=made_by).read_text(encoding="utf-8"))
 
 
 def readable_table(df: pd.DataFrame, floatfmt: str = ".4g") -> pd.DataFrame:

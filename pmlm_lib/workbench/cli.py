@@ -117,6 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--k", type=int, default=6, help="trainings per configuration (default 6)")
     tune.add_argument("--validation-patients", type=int, default=40, help="validation patients (default 40)")
 
+    room = sub.add_parser(
+        "headroom",
+        help="what a per-patient choice of prompt could add over one edit for everyone: candidate edits of s_0 "
+        "answered on validation patients (best single, per-patient oracle, cross-fitted selector)",
+    )
+    room.add_argument(
+        "--run", default="latest", help="a run whose notebooks 01-03 finished (04: the policy's candidates)"
+    )
+    room.add_argument("--patients", type=int, default=100, help="validation patients (default 100)")
+    room.add_argument("--plan", action="store_true", help="only say how many answers the study asks for")
     sub.add_parser("profiles", help="list the profiles")
     args = parser.parse_args(argv)
 
@@ -160,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(table.round(2).to_string())
             return 0
+        if args.command == "headroom":
+            return _headroom(args, default_reports_dir())
         if args.command == "profiles":
             for name in available_profiles():
                 print(f"{name}: {load_profile(name).get('description', '')}")
@@ -188,6 +200,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pmlm {args.command}: {exc}", file=sys.stderr)
         return 1
     print(run_dir / "index.html")
+    return 0
+
+
+def _headroom(args, reports_dir) -> int:
+    from pmlm_lib.workbench.headroom import HeadroomError, plan_of, planned_answers, run_study
+
+    base = (reports_dir / args.run).resolve()
+    try:
+        if args.plan:
+            k, with_policy = plan_of(base)
+            print(f"pmlm headroom on {base.name}: {planned_answers(k, args.patients, with_policy)} answers")
+            return 0
+        out = run_study(base, args.patients)
+    except HeadroomError as exc:
+        print(f"pmlm headroom: {exc}", file=sys.stderr)
+        return 1
+    print(out / "headroom.md")
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pmlm_lib.common.atomic import atomic_write_text
 from pmlm_lib.workbench.artifacts import TRAININGS_RESULTS, TRAININGS_STEP, read_findings, read_manifest
+from pmlm_lib.workbench.headroom import newest_for as newest_headroom
 from pmlm_lib.workbench.plan import actual
 from pmlm_lib.workbench.record import RunRecord
 
@@ -117,6 +118,7 @@ def _findings_html(run_dir: Path, record: RunRecord) -> str:
         for g in groups
     )
     body += f"<h3>What one training is worth</h3><p>{_esc(training_spread(run_dir, record))}</p>"
+    body += f"<h3>What a per-patient prompt could add</h3><p>{_esc(headroom_note(run_dir, record))}</p>"
     return f"<div class='findings' id='findings'><h2>Findings</h2>{body}</div>"
 
 
@@ -178,6 +180,21 @@ def training_spread(run_dir: Path, record: RunRecord) -> str:
         f"{int(rows[0]['trainings'])} trainings, {int(rows[0]['n'])} test patients): " + "; ".join(parts) + "."
         if rows
         else f"The newest trainings of this profile ({run}) hold no comparison across trainings."
+    )
+
+
+def headroom_note(run_dir: Path, record: RunRecord) -> str:
+    """The newest headroom study of this run's profile (`pmlm headroom`), dated, or how to measure it."""
+    summary = newest_headroom(record.profile, Path(run_dir).resolve().parent)
+    if summary is None:
+        return (
+            f"Not measured yet for the profile '{record.profile}': `pmlm headroom --run {Path(run_dir).name}` answers "
+            "candidate edits of s_0 on validation patients and says what a per-patient choice could add over one "
+            "edit for everyone, with this responder."
+        )
+    return (
+        f"Measured by `pmlm headroom` on run {summary['run']} ({summary['date']}, {summary['machine']}, "
+        f"{summary['answers']['asked']} answers): {summary['sentence']}"
     )
 
 
