@@ -26,79 +26,21 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from pmlm_lib.data.prompts import clinical_kinds, join, segment
+from pmlm_lib.data.prompts import clinical_kinds
 from pmlm_lib.evaluation.systems import CONSENSUS, SHUFFLED
-from pmlm_lib.method.refine.word_edits import apply_edit, row_edits, word_type
+from pmlm_lib.method.refine.edit_sets import (
+    apply_edit_set,
+    consensus_template,
+    describe,
+    edit_set,
+    shuffled_edit_sets,
+)
+from pmlm_lib.method.refine.word_edits import row_edits
+
+__all__ = ["apply_edit_set", "consensus_template", "describe", "edit_set", "shuffled_edit_sets"]  # read from here too
 
 if TYPE_CHECKING:
     import pandas as pd
-
-Edit = tuple  # (operation, word type, occurrence, new word or None)
-
-
-def _occurrences(words: list[str]) -> list[tuple[str, int]]:
-    seen: Counter = Counter()
-    out = []
-    for w in words:
-        t = word_type(w)
-        seen[t] += 1
-        out.append((t, seen[t]))
-    return out
-
-
-def edit_set(prompt: str, positions: list[int], operations: list | None = None, words: list | None = None):
-    """The edits of one rollout as a frozenset of (operation, type, occurrence, new word) of s_0's words,
-    and the s_0 word indices that were deleted or replaced."""
-    state = segment(prompt)
-    names = _occurrences(state)
-    alive: list[int | None] = list(range(len(state)))  # s_0 index of each word of the state (None: a new word)
-    edits, touched = set(), []
-    for j, operation, new in zip(
-        positions, operations or ["delete"] * len(positions), words or [None] * len(positions)
-    ):
-        origin = alive[j]
-        name = names[origin] if origin is not None else ("<new word>", 0)
-        edits.add((operation, *name, new))
-        if origin is not None and operation in ("delete", "replace"):
-            touched.append(origin)
-        state = apply_edit(state, j, operation, new)
-        if operation == "delete":
-            alive.pop(j)
-        elif operation == "replace":
-            alive[j] = None
-        else:
-            alive.insert(j + 1, None)
-    return frozenset(edits), touched
-
-
-def apply_edit_set(prompt: str, edits, protect: tuple[str, ...] = ()) -> str:
-    """The same edits on another s_0: each named word that this prompt has is deleted, replaced, or has a
-    word inserted after it; names it lacks (a prompt with fewer peers) are skipped, and so are words of the
-    clinical content in `protect` ("prediction", "peers"), which the policy itself could not have cut here."""
-    state = segment(prompt)
-    index = {name: i for i, name in enumerate(_occurrences(state))}
-    kinds = clinical_kinds(prompt) if protect else [None] * len(state)
-    named = [(index[(t, k)], op, new) for op, t, k, new in edits if (t, k) in index]
-    planned = sorted(((i, op, new) for i, op, new in named if kinds[i] not in protect), reverse=True)
-    for i, op, new in planned:  # from the end, so that earlier indices stay valid
-        state = apply_edit(state, i, op, new)
-    return join(state)
-
-
-def describe(edits) -> str:
-    """An edit set for people: 'delete the, medical, similarity (1st, 3rd)'."""
-    by_word: dict[tuple[str, str | None], list[int]] = {}
-    for op, t, k, new in sorted(edits, key=lambda e: (e[0], e[1], e[2])):
-        by_word.setdefault((op, t, new), []).append(k)
-    parts = []
-    for (op, t, new), ks in by_word.items():
-        where = "" if ks == [1] else f" ({', '.join(_ordinal(k) for k in ks)})"
-        parts.append(f"{op} {t!r}{where}" + (f" → {new!r}" if new else ""))
-    return "; ".join(parts) if parts else "no edit"
-
-
-def _ordinal(k: int) -> str:
-    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
 def profile(refined: pd.DataFrame) -> pd.DataFrame:
@@ -129,33 +71,6 @@ def top_edit_sets(edits: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     )
 
 
-def consensus_template(edits: pd.DataFrame, n: int) -> frozenset:
-    """The n edits (word occurrences, with their operation) made most often over the prompts of a profile, as
-    one edit set for everyone (ties: the edit met first). Unlike the most common edit set, it is a template
-    however spread the edits are: when every prompt got its own sampled set, it is what the policy's
-    frequencies agree on."""
-    counts = Counter(e for s in edits["edit_set"] for e in sorted(s, key=str))
-    return frozenset(e for e, _ in counts.most_common(n))
-
-
-def shuffled_edit_sets(edit_sets: pd.Series, seed: int) -> pd.Series:
-    """Each patient's edit set given to another patient of the same series: a seeded derangement (Sattolo's
-    shuffle, one cycle through all patients, so that nobody keeps her own). Index: the receiving patient;
-    value: (the giving patient, her edit set). Fewer than two patients have no one to swap with: empty."""
-    import numpy as np
-    import pandas as pd
-
-    ids = list(edit_sets.index)
-    if len(ids) < 2:
-        return pd.Series(dtype=object)
-    order = list(range(len(ids)))
-    rng = np.random.default_rng([seed, 40])
-    for i in range(len(order) - 1, 0, -1):  # Sattolo: j < i, never i itself
-        j = int(rng.integers(i))
-        order[i], order[j] = order[j], order[i]
-    return pd.Series({ids[i]: (ids[order[i]], edit_sets.iloc[order[i]]) for i in range(len(ids))}, dtype=object)
-
-
 def summary(edits: pd.DataFrame, consensus_size: int | None = None) -> dict:
     """How personal the edits are and what they cut, over the prompts of a profile; with `consensus_size`, the
     consensus template of that many edits, and the share of all edits it covers."""
@@ -177,7 +92,7 @@ def summary(edits: pd.DataFrame, consensus_size: int | None = None) -> dict:
 
 
 def _consensus_summary(edits: pd.DataFrame, n: int) -> dict:
-    consensus = consensus_template(edits, n)
+    consensus = consensus_template(edits["edit_set"], n)
     total = sum(len(s) for s in edits["edit_set"])
     covered = sum(len(s & consensus) for s in edits["edit_set"])
     return {"consensus_template": describe(consensus), "share_edits_in_consensus": round(covered / max(total, 1), 3)}
@@ -211,7 +126,7 @@ def controls(
 
     edits = profile(refined)
     coarse = refined["coarse_prompt"]
-    consensus = consensus_template(edits, n)
+    consensus = consensus_template(edits["edit_set"], n)
     given = shuffled_edit_sets(edits.loc[list(patient_ids), "edit_set"], seed)
     prompts = {
         CONSENSUS: pd.Series({p: apply_edit_set(coarse[p], consensus, protect) for p in patient_ids}, dtype=object),

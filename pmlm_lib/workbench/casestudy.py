@@ -134,7 +134,7 @@ class CaseData:
         prof = self.edit_profile
         mine = prof.loc[pid, "edit_set"]
         n = max(len(e) for e in prof["edit_set"])  # the policy's number of edits, as notebook 05's consensus
-        consensus = personalization.consensus_template(prof, n)
+        consensus = personalization.consensus_template(prof["edit_set"], n)
         parts = [
             f"This patient's edits: {personalization.describe(mine)}.",
             f"The consensus template, applied to every patient: {personalization.describe(consensus)} "

@@ -112,7 +112,7 @@ def build_candidates(inputs: RunInputs, patient_ids: list[str], seed: int, n_ste
     consensus = None
     if inputs.refined is not None:
         edits = personalization.profile(inputs.refined)
-        consensus = personalization.consensus_template(edits, n_steps)
+        consensus = personalization.consensus_template(edits["edit_set"], n_steps)
         protect = tuple(inputs.refinement.get("protect") or ())
         word_level[CONSENSUS] = pd.Series(
             {p: personalization.apply_edit_set(inputs.coarse[p], consensus, protect) for p in patient_ids}

@@ -38,7 +38,7 @@ from pmlm_lib.workbench.trainings import (
 
 KEPT = ("01", "02", "03")
 STEP = "04_rl_refinement"
-VALIDATED = ("s_0", "random deletion")
+VALIDATED = ("s_0", "random deletion", "shuffled", "consensus template")  # the latter two: trainings since 2026-12-04
 PERSONAL = ("distinct_edit_sets", "share_most_common", "share_prediction_cut", "share_peer_diagnosis_cut")
 
 
@@ -95,13 +95,17 @@ def result(run: Path) -> dict:
     edits = next(r for r in record["inference"]["validation"] if r["mode"] == record["inference"]["mode"])
     row = {"run": run.name, "training": record.get("training_seed"), "mode": edits["mode"], "n": int(edits["patients"])}
     for other in VALIDATED:
-        row[f"− {other}"] = edits[f"− {other}"]
-        row[f"− {other} CI"] = f"[{edits[f'− {other} CI low']:+.1f}, {edits[f'− {other} CI high']:+.1f}]"
+        if f"− {other}" in edits:
+            row[f"− {other}"] = edits[f"− {other}"]
+            row[f"− {other} CI"] = f"[{edits[f'− {other} CI low']:+.1f}, {edits[f'− {other} CI high']:+.1f}]"
     history = record.get("history") or [{}]
     row["last epoch − random (train)"] = history[-1].get("minus_random")
     restarts = record.get("restarts") or {}
     if (restarts.get("count") or 1) > 1:
         row["chosen restart"] = restarts["chosen"]
+        judged = restarts.get("selection") or []
+        row["turned down"] = sum(not r.get("accepted") for r in judged)
+        row["first try passed"] = bool(judged and judged[0].get("accepted"))
     row.update({k: (record.get("personalization") or {}).get(k) for k in PERSONAL})
     return row
 
@@ -112,10 +116,15 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     for name, part in rows.groupby("configuration", sort=False):
         entry = {"trainings": len(part), "validation patients": int(part["n"].iloc[0])}
         for other in VALIDATED:
+            if f"− {other}" not in part or part[f"− {other}"].isna().all():
+                continue
             values = part[f"− {other}"].astype(float)
             entry[f"− {other}: mean"] = values.mean()
             entry[f"− {other}: sd"] = values.std(ddof=1) if len(values) > 1 else np.nan
             entry[f"− {other}: worst"] = values.min()
+        if "first try passed" in part:
+            entry["first tries turned down"] = int((~part["first try passed"].astype(bool)).sum())
+            entry["trainings turned down"] = int(part["turned down"].sum())
         for k in PERSONAL:
             if part[k].notna().any():
                 entry[f"{k} (mean)"] = part[k].astype(float).mean()

@@ -56,7 +56,7 @@ def test_the_same_edit_of_two_patients_is_one_edit_set_and_the_consensus_reprodu
     refined = pd.DataFrame.from_dict(rows, orient="index")
     prof = personalization.profile(refined)
     assert prof.loc["A", "edit_set"] == prof.loc["B", "edit_set"]
-    template = personalization.consensus_template(prof, 3)
+    template = personalization.consensus_template(prof["edit_set"], 3)
     for p in (a, b):
         words = segment(p)
         expected = join([w for i, w in enumerate(words) if i not in {sim(p)[1], med(p)[0], sim(p)[0]}])
@@ -192,7 +192,7 @@ def test_the_consensus_template_is_the_policys_most_frequent_edits_even_when_eve
     refined = _refined({f"P{i}": (p, [at[w] for w in s]) for i, s in enumerate(sets)})
     prof = personalization.profile(refined)
     assert prof["edit_set"].nunique() == 5
-    consensus = personalization.consensus_template(prof, 2)
+    consensus = personalization.consensus_template(prof["edit_set"], 2)
     assert {t for _, t, _, _ in consensus} == {"assistant", "expertise"}  # 4 and 4 of 5 prompts
     kept = personalization.apply_edit_set(p, consensus)
     assert "assistant" not in kept and "expertise" not in kept and "medical knowledge" in kept
@@ -231,4 +231,6 @@ def test_the_controls_of_notebook_05_name_their_systems_and_donors():
         assert prompts[SHUFFLED][pid] == personalization.apply_edit_set(
             refined.loc[pid, "coarse_prompt"], prof.loc[donor, "edit_set"]
         )
-    assert prompts[CONSENSUS]["B"] == personalization.apply_edit_set(q, personalization.consensus_template(prof, 2))
+    assert prompts[CONSENSUS]["B"] == personalization.apply_edit_set(
+        q, personalization.consensus_template(prof["edit_set"], 2)
+    )

@@ -460,3 +460,60 @@ def test_greedy_stays_unless_validation_proves_another_mode_better():
     assert choose_mode(table(-1.0, -0.5)) == "greedy"  # ahead on average, within the noise: greedy stays
     assert choose_mode(table(0.3, -0.5)) == "sampled"
     assert choose_mode(table(0.3, 0.2)) == "sampled"  # of two proven better, the one ahead most
+
+
+def test_the_consensus_mode_is_one_learned_edit_for_everyone_kept_with_the_checkpoint(tmp_path, embedder):
+    """After Algorithm 1 learns to delete "zebra", the consensus mode's edit set (the training prompts' most frequent
+    sampled edits) deletes it from every prompt, new ones too, alike whoever is edited beside whom; the checkpoint
+    keeps it, and the editor loaded from the checkpoint applies the same edit."""
+    from pmlm_lib.method.refine.editor import load_editor
+
+    torch.manual_seed(0)
+    episodes = _zebra_episodes()
+    refiner = Refiner(
+        _zebra_editor(embedder),
+        AnswerReward(EchoResponder(), _no_zebra, Decoding()),
+        RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False),
+    )
+    refiner.train(episodes, tmp_path / "policy.pt", progress=lambda *_: None)
+    consensus = refiner.editor.consensus
+    assert len(consensus) == 2 and ("delete", "zebra", 1, None) in consensus
+    new = _zebra_episodes(4, first=40)
+    table = refiner.editor.edit_table(new, "consensus")
+    assert not table["refined_prompt"].str.contains("zebra").any()
+    assert (table["refined_prompt"].map(lambda p: len(segment(p))) == [len(segment(e.prompt)) - 2 for e in new]).all()
+    alone = refiner.editor.edit_table(new[1:2], "consensus")
+    assert alone.loc[new[1].patient_id, "refined_prompt"] == table.loc[new[1].patient_id, "refined_prompt"]
+    from pmlm_lib.method.refine.word_edits import mark_edits
+
+    marked = mark_edits(new[0].prompt, table.iloc[0]["positions"])
+    assert "[-zebra-]" in marked
+    loaded = load_editor(tmp_path / "policy.pt", PatientEncoder(30), embedder, device="cpu")
+    assert loaded.consensus == consensus
+
+
+def test_each_mode_is_compared_with_its_own_edits_shuffled_and_with_the_consensus(embedder):
+    """On validation patients, each mode's row says how it does against its edit sets given to other patients and
+    against the consensus template; a policy that cut "zebra" from one patient in two and something else elsewhere
+    is compared with exactly those prompts."""
+    from pmlm_lib.method.refine.edit_sets import apply_edit_set, edit_set
+    from pmlm_lib.method.refine.selection import compare_inference_modes, shuffled_prompts
+
+    torch.manual_seed(0)
+    episodes = _zebra_episodes(6, first=60)
+    editor = _zebra_editor(embedder)
+    editor.consensus = frozenset({("delete", "zebra", 1, None), ("delete", "please", 1, None)})
+    reward = AnswerReward(EchoResponder(), _no_zebra, Decoding())
+    modes = compare_inference_modes(editor, reward, episodes, ["sampled", "consensus"], seed=3)
+    assert list(modes.index) == ["sampled", "consensus"]
+    assert modes.loc["consensus", "BERTScore-F1"] == 100.0  # the echo of every consensus prompt lacks "zebra"
+    assert modes.loc["consensus", "− consensus template"] == 0.0 and np.isnan(modes.loc["consensus", "− shuffled"])
+    assert modes.loc["sampled", "− consensus template"] == pytest.approx(modes.loc["sampled", "BERTScore-F1"] - 100)
+    sampled = editor.edit_table(episodes, "sampled", 3)
+    shuffled = shuffled_prompts(sampled, 3)
+    sets = {pid: edit_set(r["coarse_prompt"], r["positions"])[0] for pid, r in sampled.iterrows()}
+    assert set(shuffled) == set(sets)
+    assert all(
+        any(shuffled[p] == apply_edit_set(sampled.loc[p, "coarse_prompt"], sets[q]) for q in sets if q != p)
+        for p in sets
+    )

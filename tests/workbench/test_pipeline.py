@@ -151,7 +151,7 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
     refined = pd.read_parquet(run_dir / "refined_prompts.parquet")
     edits = profile(refined)
     consensus = frozenset(tuple(e) for e in result["consensus_template"])
-    assert consensus == consensus_template(edits, len(refined.iloc[0]["positions"]))
+    assert consensus == consensus_template(edits["edit_set"], len(refined.iloc[0]["positions"]))
     answered = scored[scored["setting"] == "matched"].set_index(["system", "patient_id"])["prompt"]
     donors = pd.read_csv(run_dir / "tables" / "shuffled_edit.csv", dtype=str).set_index("patient_id")[
         "edits of patient"

@@ -12,7 +12,11 @@ several modes, chosen on validation patients by notebook 04:
   its log-probabilities; no reference or answer is needed);
 - "greedy_distinct": the most probable word whose type (lower-cased, without punctuation) this
   rollout has not edited yet, so that one favourite word type ("similarity", once per peer) is not
-  deleted everywhere.
+  deleted everywhere;
+- "consensus": one learned edit for everyone: the n word occurrences the trained policy's sampled edits of
+  its training prompts delete most often (`learn_consensus`, kept with the checkpoint), applied to every
+  prompt. Deterministic, cheap, and the same for a patient edited alone or among others; what the policy
+  learned minus its per-patient variation.
 
 `protect` names clinical content the policy may not edit ("prediction": the predicted condition;
 "peers": the peers' diagnoses; `prompts.clinical_kinds` finds them): π is a softmax over the other words
@@ -33,6 +37,13 @@ import torch
 from pmlm_lib.common.timing import Timer
 from pmlm_lib.common.weights import device as pick_device
 from pmlm_lib.data.prompts import CLINICAL, clinical_kinds, join, segment
+from pmlm_lib.method.refine.edit_sets import (
+    apply_edit_set,
+    consensus_template,
+    deleting_positions,
+    edit_set,
+    from_lists,
+)
 from pmlm_lib.method.refine.embedding import WordEmbedder
 from pmlm_lib.method.refine.policy import WordPolicy
 from pmlm_lib.method.refine.word_edits import apply_edit, edit_rows, word_type
@@ -40,7 +51,7 @@ from pmlm_lib.method.refine.word_edits import apply_edit, edit_rows, word_type
 if TYPE_CHECKING:
     import pandas as pd
 
-INFERENCE_MODES = ("greedy", "sampled", "best_of", "greedy_distinct")
+INFERENCE_MODES = ("greedy", "sampled", "best_of", "greedy_distinct", "consensus")
 CHOICES = ("sample", "argmax", "argmax_distinct")
 
 
@@ -109,6 +120,7 @@ class PromptEditor:
             torch.cat(embedder.embed([[w] for w in self.vocabulary])).to(self.device) if policy.edits_words else None
         )
         self.timer = timer or Timer(("embedding", "policy"))
+        self.consensus: frozenset | None = None  # the "consensus" mode's edit set (learn_consensus)
 
     def parameters(self) -> list:
         """What REINFORCE trains: the policy, and the patient encoder in the paper's mode."""
@@ -242,6 +254,8 @@ class PromptEditor:
         """The trained policy edits prompts in one of INFERENCE_MODES (n_steps edits; the trained n by default)."""
         if mode not in INFERENCE_MODES:
             raise ValueError(f"inference mode must be one of {', '.join(INFERENCE_MODES)}, not {mode!r}")
+        if mode == "consensus":
+            return [self.consensus_rollout(t.prompt) for t in tasks]
         self.train(False)
         choice = {"greedy": "argmax", "sampled": "sample", "best_of": "sample", "greedy_distinct": "argmax_distinct"}[
             mode
@@ -254,6 +268,33 @@ class PromptEditor:
             tries = [self.rollout(part, choice, generators, n_steps) for _ in range(copies)]
             out += [max(candidates, key=lambda r: float(r.logp)) for candidates in zip(*tries)]
         return out
+
+    @torch.no_grad()
+    def learn_consensus(self, tasks: list[EditTask], seed: int = 0, samples: int = 4) -> frozenset:
+        """The "consensus" mode's edit set: the n edits made most often by `samples` sampled rollouts of each of
+        these prompts (the training pool's: no reference is read). Kept in `self.consensus` and the checkpoint."""
+        if any(op != "delete" for op in self.policy.operations):
+            raise ValueError("the consensus mode applies deletions only: train with operations ['delete']")
+        sets = [
+            edit_set(t.prompt, r.positions)[0]
+            for copy in range(samples)  # each copy: every patient's own draw under another seed
+            for t, r in zip(tasks, self.edit(tasks, "sampled", seed * 1000 + copy))
+        ]
+        self.consensus = consensus_template(sets, self.n_steps)
+        return self.consensus
+
+    def consensus_rollout(self, prompt: str) -> Rollout:
+        """`prompt` with the consensus edit set applied (protected words kept), as a rollout of deletions."""
+        if self.consensus is None:
+            raise ValueError("this policy has no consensus edit: it was trained before the consensus mode existed")
+        positions = deleting_positions(prompt, self.consensus, self.protect)
+        return Rollout(
+            final=apply_edit_set(prompt, self.consensus, self.protect),
+            positions=positions,
+            operations=["delete"] * len(positions),
+            words=[None] * len(positions),
+            logp=torch.zeros(()),
+        )
 
     def patient_vector(self, x_prime: np.ndarray) -> torch.Tensor:
         """x̂ of one patient (Eq. 2): the patient encoder's output for her x'."""
@@ -341,5 +382,6 @@ def load_editor(checkpoint: str | Path, encoder, embedder=None, device: str = "a
         device=device,
         protect=settings.get("protect", ()),  # checkpoints made before protection existed protect nothing
     )
+    editor.consensus = from_lists(state.get("consensus"))  # None in checkpoints made before the consensus mode
     editor.train(False)
     return editor

@@ -33,6 +33,7 @@ import torch
 
 from pmlm_lib.common.timing import Timer
 from pmlm_lib.method.refine.controls import random_deletion
+from pmlm_lib.method.refine.edit_sets import as_lists, from_lists
 from pmlm_lib.method.refine.editor import EditTask, PromptEditor, Rollout
 from pmlm_lib.method.refine.reward import AnswerReward, RewardResult
 
@@ -179,6 +180,11 @@ class Refiner:
             history.append(self.end_epoch(progress))
             if checkpoint:
                 self.save_checkpoint(checkpoint, history)
+        if self.editor.consensus is None and self.editor.policy.operations == ("delete",):
+            # the "consensus" inference mode's one edit for everyone, from the training prompts (no reply read)
+            self.editor.learn_consensus(episodes, self.config.seed)
+            if checkpoint:
+                self.save_checkpoint(checkpoint, history)
         self.history = history
         return history
 
@@ -304,6 +310,7 @@ class Refiner:
                 "vocabulary": self.editor.vocabulary,
                 "reward": self.reward.state_dict(),
                 "random_reward": self.random_reward,
+                "consensus": as_lists(self.editor.consensus),
             },
             tmp,
         )
@@ -331,6 +338,7 @@ class Refiner:
         self.timer.seconds = state["seconds"]
         self.reward.load_state_dict(state["reward"])
         self.random_reward = state["random_reward"]
+        self.editor.consensus = from_lists(state.get("consensus"))
         progress(f"resumed after epoch {self.epoch - 1}")
         return state["history"]
 

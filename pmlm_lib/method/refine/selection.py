@@ -14,9 +14,11 @@ import numpy as np
 
 from pmlm_lib.common.stats import paired_test
 from pmlm_lib.method.refine.controls import random_deletion_prompts
+from pmlm_lib.method.refine.edit_sets import apply_edit_set, edit_set, shuffled_edit_sets
 from pmlm_lib.method.refine.editor import INFERENCE_MODES, PromptEditor
 from pmlm_lib.method.refine.refiner import Episode
 from pmlm_lib.method.refine.reward import AnswerReward
+from pmlm_lib.method.refine.word_edits import row_edits
 
 if TYPE_CHECKING:  # pandas is imported where tables are made, not at import time
     import pandas as pd
@@ -42,19 +44,30 @@ def gain(scores: dict[str, np.ndarray], name: str, against: str) -> dict:
     }
 
 
+SHUFFLED, CONSENSUS = "shuffled", "consensus template"  # the personalization controls of each mode's edits
+
+
 def compare_inference_modes(
     editor: PromptEditor, reward: AnswerReward, episodes: list[Episode], modes=None, seed: int = 0, samples: int = 8
 ) -> pd.DataFrame:
     """How each inference mode of the trained policy does on patients with replies: every mode's edited
     prompts, s_0 and random deletion of n words answered and scored; one row per mode with its mean score
-    and its paired gains over s_0 and over random deletion (and over greedy)."""
+    and its paired gains over s_0, over random deletion (and over greedy), and over the two personalization
+    controls: its own edit sets shuffled among these patients (a seeded derangement: − shuffled > 0 says the
+    edits fit the patient they were made for) and the policy's consensus template applied to everyone."""
     import pandas as pd
 
     modes = list(modes or INFERENCE_MODES)
     initial = {e.patient_id: e.prompt for e in episodes}
-    systems = {mode: editor.edit_table(episodes, mode, seed, samples)["refined_prompt"].to_dict() for mode in modes}
+    tables = {mode: editor.edit_table(episodes, mode, seed, samples) for mode in modes}
+    systems = {mode: table["refined_prompt"].to_dict() for mode, table in tables.items()}
     systems["s_0"] = initial
     systems["random deletion"] = random_deletion_prompts(initial, editor.n_steps, seed, editor.min_words)
+    if editor.consensus is not None:
+        systems[CONSENSUS] = editor.edit_table(episodes, "consensus")["refined_prompt"].to_dict()
+    for mode, table in tables.items():
+        if mode != "consensus":
+            systems[f"{SHUFFLED} ({mode})"] = shuffled_prompts(table, seed, editor.protect)
     scores = scored(reward, episodes, systems)
     rows = []
     for mode in modes:
@@ -63,10 +76,23 @@ def compare_inference_modes(
             row["share unlike greedy"] = float(np.mean([systems[mode][p] != systems["greedy"][p] for p in initial]))
         for against in ("s_0", "random deletion", *(("greedy",) if "greedy" in systems and mode != "greedy" else ())):
             row.update(gain(scores, mode, against))
+        if f"{SHUFFLED} ({mode})" in scores:
+            row.update(gain({**scores, SHUFFLED: scores[f"{SHUFFLED} ({mode})"]}, mode, SHUFFLED))
+        if CONSENSUS in scores:
+            row.update(gain(scores, mode, CONSENSUS))
         rows.append(row)
     table = pd.DataFrame(rows).set_index("mode")
     table.attrs["controls"] = {name: float(scores[name].mean()) for name in ("s_0", "random deletion")}
     return table
+
+
+def shuffled_prompts(table: pd.DataFrame, seed: int, protect: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each patient's s_0 with another patient's edit set of this edit table (a seeded derangement)."""
+    import pandas as pd
+
+    sets = pd.Series({pid: edit_set(r["coarse_prompt"], *row_edits(r))[0] for pid, r in table.iterrows()})
+    given = shuffled_edit_sets(sets, seed)
+    return {pid: apply_edit_set(table.loc[pid, "coarse_prompt"], e, protect) for pid, (_, e) in given.items()}
 
 
 def choose_mode(table: pd.DataFrame, default: str = "greedy") -> str:
