@@ -59,11 +59,14 @@ def train(
     target = Path(reports_dir or base.parent) / f"{base.name}-tune-{name}-{j}"
     wanted = training_seed(seed, j)
     mode = parameters.get("inference") or record.parameters_of(STEP).get("inference") or "greedy"
+    # notebook 04's validation comparison, of the configuration's own mode only, or of the modes it names (each
+    # training then judged in the first and measured in all: the same trainings compare the modes)
+    modes = parameters.get("inference_modes") or ["greedy" if mode == "auto" else mode]
     overrides = {
-        **parameters,
+        **{k: v for k, v in parameters.items() if k != "inference_modes"},
         "training_seed": wanted,
-        "inference": "auto",  # notebook 04's validation comparison, of the configuration's own mode only
-        "inference_modes": ["greedy" if mode == "auto" else mode],
+        "inference": "auto",
+        "inference_modes": list(modes),
         "validation_patients": validation_patients,
     }
     previous = RunRecord.read_if_any(target)
@@ -89,13 +92,14 @@ def train(
     return target
 
 
-def result(run: Path) -> dict:
-    """One training's validation comparison and the personalization of its test prompts."""
+def result(run: Path, mode: str | None = None) -> dict:
+    """One training's validation comparison (of its chosen inference mode, or of `mode`) and the personalization of
+    its test prompts."""
     record = json.loads((run / "results" / "rl_refinement.json").read_text(encoding="utf-8"))
-    edits = next(r for r in record["inference"]["validation"] if r["mode"] == record["inference"]["mode"])
+    edits = next(r for r in record["inference"]["validation"] if r["mode"] == (mode or record["inference"]["mode"]))
     row = {"run": run.name, "training": record.get("training_seed"), "mode": edits["mode"], "n": int(edits["patients"])}
     for other in VALIDATED:
-        if f"− {other}" in edits:
+        if pd.notna(edits.get(f"− {other}")):  # a mode has no shuffled control of its own when it is the consensus
             row[f"− {other}"] = edits[f"− {other}"]
             row[f"− {other} CI"] = f"[{edits[f'− {other} CI low']:+.1f}, {edits[f'− {other} CI high']:+.1f}]"
     history = record.get("history") or [{}]
@@ -147,7 +151,11 @@ def compare(
     for j in range(k):  # training by training across configurations: an interrupted comparison stays balanced
         for name, parameters in configurations.items():
             run = train(base, name, parameters, j, validation_patients, reports_dir, console)
-            rows.append({"configuration": name, **result(run)})
+            modes = parameters.get("inference_modes")
+            if modes:  # one row per mode measured on the same training
+                rows += [{"configuration": f"{name} · {m}", **result(run, m)} for m in modes]
+            else:
+                rows.append({"configuration": name, **result(run)})
     per_training = pd.DataFrame(rows)
     table = summarize(per_training)
     write_json(

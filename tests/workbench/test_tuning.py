@@ -68,3 +68,28 @@ def test_a_run_without_its_first_three_notebooks_cannot_be_tuned(tmp_path):
         train(run, "today", {}, 0, reports_dir=tmp_path)
     with pytest.raises(TrainingsError, match="not a run folder"):
         train(tmp_path / "nothing", "today", {}, 0, reports_dir=tmp_path)
+
+
+def test_one_training_measured_in_two_modes_gives_a_row_per_mode_with_the_personalization_controls(tmp_path):
+    run = _training(tmp_path, "t0", 0, 5.0, 4.0, 40)
+    record = json.loads((run / "results" / "rl_refinement.json").read_text())
+    consensus = {"mode": "consensus", "patients": 40, "− shuffled": float("nan")}
+    for other, value in (("s_0", 6.0), ("random deletion", 5.0), ("consensus template", 0.0)):
+        consensus.update({f"− {other}": value, f"− {other} CI low": value - 1, f"− {other} CI high": value + 1})
+    record["inference"]["validation"].append(consensus)
+    record["inference"]["validation"][0].update(
+        {"− shuffled": -0.5, "− shuffled CI low": -2.0, "− shuffled CI high": 1.0}
+    )
+    record["restarts"] = {"count": 5, "chosen": 1, "selection": [{"accepted": False}, {"accepted": True}]}
+    (run / "results" / "rl_refinement.json").write_text(json.dumps(record))
+    greedy, other = result(run), result(run, "consensus")
+    assert greedy["mode"] == "greedy" and greedy["− shuffled"] == -0.5 and greedy["− shuffled CI"] == "[-2.0, +1.0]"
+    assert other["mode"] == "consensus" and other["− s_0"] == 6.0 and other["− consensus template"] == 0.0
+    assert greedy["turned down"] == 1 and greedy["first try passed"] is False
+    table = summarize(
+        pd.DataFrame([{"configuration": "a · greedy", **greedy}, {"configuration": "a · consensus", **other}])
+    )
+    assert (
+        table.loc["a · greedy", "first tries turned down"] == 1 and table.loc["a · greedy", "− shuffled: mean"] == -0.5
+    )
+    assert table.loc["a · consensus", "− consensus template: mean"] == 0.0
