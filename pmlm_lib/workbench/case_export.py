@@ -50,9 +50,12 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def answers_html(answers: pd.DataFrame, reply: str) -> str:
+    """Each answer whole (rows by (responder, system)) with its scores, under the doctor's reply: a table of
+    pandas' own would cut every answer at 50 characters."""
     cells = [f"<tr><th style='text-align:left'>doctor's reply</th><td colspan=2>{html.escape(reply)}</td></tr>"]
+    shown = [c for c in ("BERTScore-F1", "ROUGE-L", "BLEU-4") if c in answers.columns]
     for (responder, system), row in answers.iterrows():
-        scores = ", ".join(f"{c} {row[c]:.1f}" for c in ("BERTScore-F1", "ROUGE-L", "BLEU-4"))
+        scores = ", ".join(f"{c} {row[c]:.1f}" for c in shown)
         cells.append(
             f"<tr><th style='text-align:left'>{html.escape(system)}<br><small>{html.escape(responder)}</small></th>"
             f"<td>{html.escape(row['answer'])}</td><td><small>{scores}</small></td></tr>"

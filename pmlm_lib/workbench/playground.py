@@ -17,6 +17,7 @@ import pandas as pd
 
 from pmlm_lib.evaluation.systems import PMLM, WITHOUT_PR
 from pmlm_lib.method.refine.walkthrough import heat_html
+from pmlm_lib.workbench.case_export import answers_html
 from pmlm_lib.workbench.inputs import RunInputs
 
 YOURS = "your prompt"
@@ -149,9 +150,10 @@ def widget(playground: Playground, pid: str):
             return
         answer_out.clear_output()
         status.value = f"<b>answered</b> in {playground.tries[-1]['seconds']:.1f} s"
-        with answer_out:
-            display(HTML(f"<p><b>Doctor's reply:</b> {html.escape(str(playground.inputs.replies[pid]))}</p>"))
-            display(table.drop(columns=["prompt"]).round(1))
+        with answer_out:  # each answer whole, beside the doctor's reply
+            by = pd.MultiIndex.from_product([[responder.value], table.index])
+            rows = table.drop(columns=["prompt"]).set_index(by)
+            display(HTML(answers_html(rows, str(playground.inputs.replies[pid]))))
         tries_out.clear_output(wait=True)
         with tries_out:
             display(HTML("<b>Your tries since the explorer opened</b>"))

@@ -102,3 +102,24 @@ def test_an_exported_case_is_one_self_contained_page(data):
     assert "<script" not in page and not re.search(r"(src|href)=['\"]?(https?:|/|\.\.)", page)
     for part in (data.refined.loc[pid, "refined_prompt"], data.reply(pid)):
         assert html.escape(part) in page
+
+
+def test_her_edits_are_shown_beside_the_consensus_and_the_shuffled_edit_and_every_answer_whole(data):
+    """For an evaluated patient: the note names her edits, the consensus template, and whose edits the shuffled
+    control gave her; her answers under those two controls are in the answers with their scores; and an answer of
+    several hundred characters is shown whole (pandas' own table cut each at 50)."""
+    from pmlm_lib.workbench.case_export import answers_html
+
+    pid = data.evaluated()[0]
+    note = data.edit_note(pid)
+    donor = data.shuffled_donors[pid]
+    assert donor != pid and f"the edits of patient {donor}" in note and "The consensus template" in note
+    systems = set(data.answers(pid).index.get_level_values("system"))
+    assert {"shuffled edit", "consensus template", "PMLM"} <= systems
+    long = "Keep taking folic acid and iron; " * 12
+    answers = pd.DataFrame(
+        {"answer": [long], "BERTScore-F1": [51.23], "ROUGE-L": [20.0]},
+        index=pd.MultiIndex.from_tuples([("SmolLM2", "your prompt")]),
+    )
+    page = answers_html(answers, "the doctor's reply")
+    assert long.strip() in page and "BERTScore-F1 51.2, ROUGE-L 20.0" in page and "BLEU-4" not in page
