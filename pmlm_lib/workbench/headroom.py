@@ -36,6 +36,7 @@ from pmlm_lib.workbench.inputs import RunInputs
 from pmlm_lib.workbench.record import RunRecord
 
 RESULT = "headroom.json"
+PATIENTS = 100  # validation patients of a study unless told: the issue's "at least 100", about 1,700 answers
 KEPT = ("01", "02", "03")
 DROP_PREDICTION, DROP_PEERS, AGREEING = "drop the prediction sentence", "drop all peers", "keep the agreeing peers"
 CONSENSUS, RANDOM = "consensus template (the policy's)", "random deletion"
@@ -150,7 +151,7 @@ def _finished(base: Path) -> RunRecord:
 
 
 def run_study(
-    base: str | Path, patients: int = 100, seed: int | None = None, repeats: int = 20, console=sys.stderr
+    base: str | Path, patients: int = PATIENTS, seed: int | None = None, repeats: int = 20, console=sys.stderr
 ) -> Path:
     """The study on a run whose notebooks 01-03 finished (and 04, for the policy's candidates): its folder."""
     base = Path(base).resolve()

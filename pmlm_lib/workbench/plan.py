@@ -24,6 +24,8 @@ from pmlm_lib.evaluation import systems as ev
 from pmlm_lib.llm.answer_log import read_answer_log
 from pmlm_lib.llm.responders.base import AnswerCache
 from pmlm_lib.workbench.handrun import notebook_defaults
+from pmlm_lib.workbench.headroom import PATIENTS as HEADROOM_PATIENTS
+from pmlm_lib.workbench.headroom import planned_answers
 from pmlm_lib.workbench.profiles import (
     default_notebooks_dir,
     default_reports_dir,
@@ -352,8 +354,17 @@ def make_plan(
                     / 1000
                 )
         plans.append(plan)
+    k, answer_tokens = params.get("03_peer_retrieval", {}).get("k", 10), refine.get("answer_tokens", 96)
+    room = planned_answers(k, HEADROOM_PATIENTS, with_policy=True)
+    studies = {
+        f"pmlm headroom --patients {HEADROOM_PATIENTS}": {
+            "answers": room,
+            "minutes": room * (tokens["coarse"] + answer_tokens) / rate / 60,
+        }
+    }
     return {
         "profile": prof["name"],
+        "studies": studies,
         "data": data or params.get("01_data_filtering", {}).get("data_source"),
         "rate": basis,
         "tokens_per_second": rate,
@@ -409,4 +420,8 @@ def format_plan(plan: dict) -> str:
         + (f", ${total_cost:.2f} of API use" if total_cost else "")
         + ". Answer tokens are upper limits: answers that end earlier cost less.",
     ]
+    if plan.get("studies"):
+        lines += ["", "Studies of a finished run (not part of the report; answers not yet cached):"] + [
+            f"    {name}: {s['answers']:,} answers, ~{s['minutes']:.0f} min" for name, s in plan["studies"].items()
+        ]
     return "\n".join(lines)

@@ -66,6 +66,12 @@ def test_the_plan_counts_the_answers_each_notebook_will_request():
         r.answers for r in plan["notebooks"][4].requests if "sampled" in r.what
     ) == 5 * 8 * len(r5["sampled_seeds"])  # before, PMLM, without SP/PP/PR, random deletion, consensus, shuffled
     assert all(p.minutes > 0 for p in plan["notebooks"])
+    # the headroom study of a finished run is sized too: s_0, 3 + k item-level candidates, 3 word-level, 100 patients
+    from pmlm_lib.workbench.plan import format_plan
+
+    (study,) = plan["studies"].items()
+    assert study[0] == "pmlm headroom --patients 100" and study[1]["answers"] == 100 * (10 + 7)
+    assert "pmlm headroom --patients 100: 1,700 answers" in format_plan(plan)
     # the sampled setting answers the matched setting's prompts again: only its answers are computed
     sampled = [r for r in plan["notebooks"][4].requests if "sampled" in r.what]
     assert sampled and all(r.computed_tokens == r.answers * r.answer_tokens for r in sampled)
