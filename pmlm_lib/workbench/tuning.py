@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pmlm_lib.common.atomic import write_json
+from pmlm_lib.evaluation.across_trainings import combined
 from pmlm_lib.workbench.pipeline import run_report
 from pmlm_lib.workbench.record import RunRecord
 from pmlm_lib.workbench.trainings import (
@@ -38,7 +39,8 @@ from pmlm_lib.workbench.trainings import (
 
 KEPT = ("01", "02", "03")
 STEP = "04_rl_refinement"
-VALIDATED = ("s_0", "random deletion", "shuffled", "consensus template")  # the latter two: trainings since 2026-12-04
+SHUFFLED = "shuffled"  # a mode's own edit sets shuffled among the validation patients (notebook 04's column)
+VALIDATED = ("s_0", "random deletion", SHUFFLED, "consensus template")  # the latter two: trainings since 2026-12-04
 PERSONAL = ("distinct_edit_sets", "share_most_common", "share_prediction_cut", "share_peer_diagnosis_cut")
 
 
@@ -157,7 +159,7 @@ def compare(
             else:
                 rows.append({"configuration": name, **result(run)})
     per_training = pd.DataFrame(rows)
-    table = summarize(per_training)
+    table = summarize(per_training).join(across(per_training, reports_dir or base.parent))
     write_json(
         base / "tuning.json",
         {"configurations": configurations, "trainings": rows, "summary": table.reset_index().to_dict("records")},
@@ -171,6 +173,39 @@ def compare(
         encoding="utf-8",
     )
     return per_training, table
+
+
+def across(per_training: pd.DataFrame, reports_dir: Path) -> pd.DataFrame:
+    """Per configuration and control: the mean difference over its trainings with a 95% interval that counts the
+    trainings and the validation patients (`across_trainings.combined`), from each training's per-patient scores
+    (notebook 04's inference_modes_scores.csv); empty for trainings made before those were written."""
+    out: dict[str, dict] = {}
+    for name, part in per_training.groupby("configuration", sort=False):
+        parts = []
+        for _, row in part.iterrows():
+            path = Path(reports_dir) / row["run"] / "inference_modes_scores.csv"
+            if path.exists():
+                parts.append((row["training"], row["mode"], pd.read_csv(path, dtype={"patient_id": str})))
+        if len(parts) < 2:
+            continue
+        for other in VALIDATED:
+            d = []
+            for training, mode, scores in parts:
+                against = f"{SHUFFLED} ({mode})" if other == SHUFFLED else other
+                if against in scores and mode in scores:
+                    d.append(
+                        pd.DataFrame(
+                            {
+                                "patient_id": scores["patient_id"],
+                                "training": training,
+                                "d": scores[mode] - scores[against],
+                            }
+                        )
+                    )
+            if len(d) >= 2:
+                c = combined(pd.concat(d, ignore_index=True))
+                out.setdefault(name, {})[f"− {other}: two-level CI"] = f"[{c['ci95_low']:+.1f}, {c['ci95_high']:+.1f}]"
+    return pd.DataFrame(out).T.rename_axis("configuration")
 
 
 def configurations_from(arguments: list[str]) -> dict[str, dict]:

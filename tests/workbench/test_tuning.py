@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -93,3 +94,29 @@ def test_one_training_measured_in_two_modes_gives_a_row_per_mode_with_the_person
         table.loc["a · greedy", "first tries turned down"] == 1 and table.loc["a · greedy", "− shuffled: mean"] == -0.5
     )
     assert table.loc["a · consensus", "− consensus template: mean"] == 0.0
+
+
+def test_the_trainings_per_patient_scores_give_an_interval_over_trainings_and_patients(tmp_path):
+    """Two trainings of one configuration, each with its validation patients' scores per system: the summary's
+    two-level interval of PMLM − shuffled comes from the differences patient by patient, its own mode's shuffle."""
+    from pmlm_lib.workbench.tuning import across
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for j, shift in enumerate((1.0, 3.0)):
+        run = _training(tmp_path, f"s{j}", j, 5.0, 4.0, 40)
+        sampled = rng.normal(50, 5, 30)
+        pd.DataFrame(
+            {
+                "patient_id": [f"P{i}" for i in range(30)],
+                "greedy": sampled,
+                "shuffled (greedy)": sampled - shift + rng.normal(0, 1, 30),
+                "s_0": sampled - 5,
+                "random deletion": sampled - 4,
+            }
+        ).to_csv(run / "inference_modes_scores.csv", index=False)
+        rows.append({"configuration": "a", **result(run)})
+    table = across(pd.DataFrame(rows), tmp_path)
+    low, high = (float(x) for x in table.loc["a", "− shuffled: two-level CI"].strip("[]").split(", "))
+    assert low < 2.0 < high and high - low > 1.0  # around the mean shift of 2, wide from the two trainings' spread
+    assert table.loc["a", "− s_0: two-level CI"] == "[+5.0, +5.0]"

@@ -83,6 +83,8 @@ def compare_inference_modes(
         rows.append(row)
     table = pd.DataFrame(rows).set_index("mode")
     table.attrs["controls"] = {name: float(scores[name].mean()) for name in ("s_0", "random deletion")}
+    # every system's score per patient, for statistics across trainings (`pmlm tune`)
+    table.attrs["scores"] = pd.DataFrame(scores, index=pd.Index([e.patient_id for e in episodes], name="patient_id"))
     return table
 
 
