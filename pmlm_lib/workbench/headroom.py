@@ -239,7 +239,8 @@ def markdown(summary: dict, per_candidate: pd.DataFrame) -> str:
         summary["sentence"],
         "",
         f"{summary['patients']} validation patients, K = {summary['candidates']} candidates, "
-        f"{summary['answers']['asked']} answers ({summary['answers']['new']} new); {summary['machine']}.",
+        f"{summary['answers']['asked']} prompts answered ({summary['answers']['new']} answers generated: the rest from "
+        f"the cache, or the same prompt as another candidate's); {summary['machine']}.",
         "",
         "| row | mean BERTScore-F1 | − s_0 [95% CI] | − (a) cross-fitted [95% CI] |",
         "|---|---|---|---|",
