@@ -2,7 +2,7 @@
 
 A report's paired intervals cover its test patients, not its training. Two trainings of one profile can
 end in different policies (another seed, or llama.cpp's batched answers, which are not reproducible
-across batch compositions: README, "Does the same seed give the same run?"), and PMLM's effect moves with
+across batch compositions: docs/evidence.md, "Does the same seed give the same run?"), and PMLM's effect moves with
 the policy. `repeat` trains the refinement again on a copy of a finished run (its notebooks 01-03 kept,
 04 with another `training_seed`, 05 on the same test patients, every other prompt answered from the
 cache), and `across` puts the trainings side by side:
