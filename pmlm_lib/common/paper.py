@@ -92,7 +92,7 @@ PARAMETERS = {
     "04_rl_refinement": {
         "n_steps": (10, ""),
         "restarts": (1, "Algorithm 1 trains once; trainings disagree, and validation patients choose among several"),
-        "lr": (0.005, "one update of 16 episodes per step learned more reliably at 0.01 on validation (docs/evidence.md)"),
+        "lr": (0.005, "16 episodes per update learned more reliably at 0.01 on validation (docs/evidence.md)"),
         "train_patients": (None, "the paper trains on every training patient; answers are the CPU's budget"),
         "patients_per_epoch": (None, "Algorithm 1 runs every training patient in each epoch"),
         "batch_size": (None, "Algorithm 1 updates once per epoch"),
