@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pmlm_lib import PACKAGE_DIR
 from pmlm_lib.data.cohort import (
     Cohort,
     CohortError,
@@ -27,9 +28,6 @@ from pmlm_lib.data.cohort import (
     censored_note,
     read_times,
 )
-from pmlm_lib.data.dates import DateProblem, parse_times
-from pmlm_lib.data.quality import censored_values
-from pmlm_lib import PACKAGE_DIR
 
 PUBLIC_DATA_ENV = "PMLM_PUBLIC_DATA"
 

@@ -22,6 +22,8 @@ OPTION_FLAGS = {  # what an error mentions -> the check-data flag that answers i
     "on_quality": "--on-quality clean (repair or remove and count) or raise (stop at the first finding)",
     "exam_resolution": "--resolution day (one examination per day) or keep (timestamps)",
     "allow_future_dates": "--allow-future-dates (dates shifted into the future by de-identification)",
+    "thousands": "--thousands ',' (or '.', ' ': the separator the numbers are written with)",
+    "on_conflict": "--on-conflict last (the later row wins), first, or raise",
     "units": 'cohort.json: "units": {"name": "unit"}, or "options": {"plausibility": {"name": [low, high]}}',
 }
 
@@ -39,7 +41,9 @@ def check_data(
         message = str(exc)
         lines += ["", "The data cannot be loaded:", f"  {message}"]
         # a MEDS stream's units are the loader's arguments, not a cohort.json: its message says so itself
-        hints = [f for key, f in OPTION_FLAGS.items() if key in message and not (key == "units" and "load_meds(" in message)]
+        hints = [
+            f for key, f in OPTION_FLAGS.items() if key in message and not (key == "units" and "load_meds(" in message)
+        ]
         if hints:
             lines += ["", "Options that address it:"] + [f"  {h}" for h in hints]
         return False, "\n".join(lines)
@@ -83,7 +87,7 @@ def check_data(
 def options_from_args(args) -> dict:
     """The DataOptions given on the command line (only those set)."""
     out = {}
-    for name in ("encoding", "delimiter", "decimal", "date_format", "on_quality"):
+    for name in ("encoding", "delimiter", "decimal", "date_format", "on_quality", "thousands", "on_conflict"):
         value = getattr(args, name, None)
         if value is not None:
             out[name] = "\t" if value in ("tab", "\\t") else value

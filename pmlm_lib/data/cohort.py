@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,6 +90,15 @@ def _is_blank(values: pd.Series) -> pd.Series:
 
 
 RESOLUTIONS = ("day", "keep")
+THOUSANDS = (None, ",", ".", " ")
+CONFLICT_RULES = ("last", "first", "raise")
+# a number written with a thousands separator, by separator: the digits grouped by three, then the decimals
+_GROUPED = {
+    ",": re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"),
+    ".": re.compile(r"^-?\d{1,3}(?:\.\d{3})+(?:,\d+)?$"),
+    " ": re.compile("^-?\\d{1,3}(?:[ \u00a0\u202f]\\d{3})+(?:[.,]\\d+)?$"),  # no-break spaces as themselves
+}
+_SCIENTIFIC_ID = re.compile(r"^\d(?:\.\d+)?E\+\d+$", re.IGNORECASE)
 
 
 @dataclass
@@ -107,10 +117,17 @@ class DataOptions:
     on_quality: str = "clean"  # "clean": repair or remove and count data-quality findings; "raise": stop at the first
     plausibility: dict = field(default_factory=dict)  # indicator -> [low, high], beside the catalogue's limits
     allow_future_dates: bool = False  # de-identified data with dates shifted into the future
+    thousands: str | None = None  # a thousands separator the export writes ("," "." or " "): "1,234.5" read as 1234.5
+    on_conflict: str = "last"  # two values of one patient, time and indicator: "last" (in file order: a correction
+    # sent after the row it corrects), "first", or "raise"; each conflict is logged with both values
 
     def __post_init__(self):
         if self.exam_resolution not in RESOLUTIONS:
             raise CohortError(f"exam_resolution must be one of {', '.join(RESOLUTIONS)}, not {self.exam_resolution!r}")
+        if self.thousands not in THOUSANDS:
+            raise CohortError(f"thousands must be one of ',', '.', ' ' or left out, not {self.thousands!r}")
+        if self.on_conflict not in CONFLICT_RULES:
+            raise CohortError(f"on_conflict must be one of {', '.join(CONFLICT_RULES)}, not {self.on_conflict!r}")
         if self.on_quality not in QUALITY_MODES:
             raise CohortError(f"on_quality must be one of {', '.join(QUALITY_MODES)}, not {self.on_quality!r}")
 
@@ -159,13 +176,15 @@ def _note(reason: str, count: int, detail: str = "", unit: str = "values", step:
 def _numeric_columns(
     exams: pd.DataFrame, indicators: list[str], source: TableSource, options: DataOptions, log: list
 ) -> pd.DataFrame:
-    out, censored, missing_words = {}, {}, {}
+    out, censored, missing_words, grouped = {}, {}, {}, {}
     for col in indicators:
         raw = exams[col]
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
             values = raw.astype(float)
         else:
             text = raw.astype("string").str.strip()
+            if options.thousands is not None:
+                text, grouped[col] = _without_thousands(text, options.thousands, source, col)
             values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
             values, censored[col] = censored_at_bound(text, values, source, col, options)
             words = text.notna() & text.ne("") & missing_token(text)
@@ -174,6 +193,17 @@ def _numeric_columns(
             bad = values.isna() & text.notna() & text.ne("") & ~missing_token(text)
             if bad.any():
                 i = _first(bad)
+                separator = next((sep for sep, form in _GROUPED.items() if form.match(text.iloc[i])), None)
+                if separator is not None:
+                    _fail(
+                        source,
+                        i,
+                        col,
+                        f"'{text.iloc[i]}' is written with a thousands separator ('{separator}'), as a spreadsheet "
+                        "writes numbers formatted with one",
+                        f"declare it with the option thousands: '{separator}' (check-data --thousands '{separator}'),"
+                        " or export the numbers without the separator",
+                    )
                 _fail(
                     source,
                     i,
@@ -186,6 +216,16 @@ def _numeric_columns(
             i = _first(infinite)
             _fail(source, i, col, "the value is infinite", "leave a missing measurement empty")
         out[col] = values.to_numpy()
+    grouped = {c: n for c, n in grouped.items() if n}
+    if grouped:
+        log.append(
+            _note(
+                f"numbers with the declared thousands separator '{options.thousands}' read without it "
+                "(1,234.5 = 1234.5)",
+                sum(grouped.values()),
+                ", ".join(f"{c} ({n})" for c, n in grouped.items()),
+            )
+        )
     censored = {c: n for c, n in censored.items() if n}
     if censored:
         log.append(censored_note(censored))
@@ -230,6 +270,31 @@ def censored_note(counts: dict[str, int]) -> dict:
     )
 
 
+def _without_thousands(text: pd.Series, separator: str, source: TableSource, column: str) -> tuple[pd.Series, int]:
+    """The column's numbers without the declared thousands separator, and how many had one. With '.', the decimal
+    mark is the comma: a number with one dot and no group of three after it ("1.5") contradicts the declaration
+    and stops the load rather than be read as 1.5 or 15."""
+    grouped = text.fillna("").str.match(_GROUPED[separator])
+    out = text.copy()
+    if separator == ".":
+        dotted = text.fillna("").str.contains(".", regex=False) & ~grouped
+        if dotted.any():
+            i = _first(dotted)
+            _fail(
+                source,
+                i,
+                column,
+                f"'{text.iloc[i]}' has a dot that is not a thousands separator, though the option thousands: '.' says "
+                "dots are",
+                "check the option thousands (leave it out when dots are decimal points)",
+            )
+        out[grouped] = text[grouped].str.replace(".", "", regex=False)
+        out = out.str.replace(",", ".", regex=False)
+    else:
+        out[grouped] = text[grouped].str.replace("[, \u00a0\u202f]", "", regex=True)  # the characters, not escapes
+    return out, int(grouped.sum())
+
+
 def _plausible(
     values: pd.DataFrame, source: TableSource, limits: dict, options: DataOptions, log: list, units: dict | None = None
 ) -> pd.DataFrame:
@@ -240,13 +305,14 @@ def _plausible(
         measured = int(values[name].notna().sum())
         i = _first(mask)
         if mask.sum() > UNIT_MIXUP_SHARE * measured:
+            known = INDICATOR_BY_NAME[name].unit if name in INDICATOR_BY_NAME else "its unit"
+            unit = (units or {}).get(name) or known
             _fail(
                 source,
                 i,
                 name,
                 f"{int(mask.sum())} of its {measured} values lie outside {low:g}..{high:g}, the plausible range "
-                f"in {(units or {}).get(name) or (INDICATOR_BY_NAME[name].unit if name in INDICATOR_BY_NAME else 'its unit')} (the first: "
-                f"{values[name].iloc[i]:g})",
+                f"in {unit} (the first: {values[name].iloc[i]:g})",
                 f"this looks like another unit: declare the column's unit in {source.units_hint(name)} or give its "
                 f"limits in {source.limits_hint(name)}",
             )
@@ -272,13 +338,17 @@ def _plausible(
     return values
 
 
-def _one_per_day(exams: pd.DataFrame, indicators: list[str], log: list) -> pd.DataFrame:
-    """One examination per patient and day: each indicator's last value of the day (in time order,
-    then file order); the merges are counted."""
+def _one_per_day(exams: pd.DataFrame, indicators: list[str], source: TableSource, rule: str, log: list) -> pd.DataFrame:
+    """One examination per patient and day: each indicator's last value of the day (in time order, then file
+    order: `rule` "first" takes the first row of one time instead); the merges and the conflicts are counted."""
     exams = exams.assign(
         _time=exams["exam_date"], exam_date=exams["exam_date"].dt.normalize(), _row=np.arange(len(exams))
     )
-    exams = exams.sort_values(["patient_id", "exam_date", "_time", "_row"], kind="stable")
+    _report_conflicts(exams, indicators, source, rule, log)
+    order = "_row" if rule != "first" else "_reverse"  # "first": the first row of one time ends up last, and wins
+    exams = exams.assign(_reverse=-exams["_row"]).sort_values(
+        ["patient_id", "exam_date", "_time", order], kind="stable"
+    )
     sizes = exams.groupby(["patient_id", "exam_date"], sort=False).size()
     merged = sizes[sizes > 1]
     if len(merged):
@@ -292,7 +362,53 @@ def _one_per_day(exams: pd.DataFrame, indicators: list[str], log: list) -> pd.Da
             )
         )
         return exams
-    return exams.drop(columns=["_time", "_row"])
+    return exams.drop(columns=["_time", "_row", "_reverse"])
+
+
+def _report_conflicts(exams: pd.DataFrame, indicators: list[str], source: TableSource, rule: str, log: list) -> None:
+    """Two different values of one patient, time and indicator (a corrected row sent beside the row it corrects):
+    logged with both values and the rule that chose one, or an error with `rule` "raise"."""
+    same_time = exams.duplicated(["patient_id", "_time"], keep=False)
+    if not same_time.any():
+        return
+    rows = exams[same_time]
+    long = rows.melt(id_vars=["patient_id", "_time", "_row"], value_vars=indicators, var_name="indicator").dropna()
+    distinct = long.groupby(["patient_id", "_time", "indicator"])["value"].transform("nunique")
+    clashing = long[distinct > 1].sort_values("_row", kind="stable")
+    if clashing.empty:
+        return
+    groups = clashing.groupby(["patient_id", "_time", "indicator"], sort=False)["value"]
+    examples = [
+        f"{pid} {time:%Y-%m-%d}{'' if time == time.normalize() else f' {time:%H:%M}'} {name}: "
+        + " and ".join(f"{v:g}" for v in values)
+        for (pid, time, name), values in list(groups)[:3]
+    ]
+    if rule == "raise":
+        first = clashing.iloc[0]
+        later = int(
+            clashing[
+                (clashing["patient_id"] == first["patient_id"])
+                & (clashing["_time"] == first["_time"])
+                & (clashing["indicator"] == first["indicator"])
+            ]["_row"].iloc[1]
+        )
+        _fail(
+            source,
+            int(exams.index[later]),
+            str(first["indicator"]),
+            f"two different values of {examples[0]} (also at {source.where(int(exams.index[int(first['_row'])]))})",
+            "keep the row that is right and delete the other, or read with on_conflict: last (the later row wins) "
+            "or first",
+        )
+    kept = "the later row in the file" if rule == "last" else "the first row in the file"
+    log.append(
+        _note(
+            f"conflicting values of one patient, time and indicator: {kept} kept (on_conflict: {rule})",
+            groups.ngroups,
+            "; ".join(examples) + (" ..." if groups.ngroups > 3 else ""),
+            unit="values (conflicts)",
+        )
+    )
 
 
 def _required_columns(
@@ -352,6 +468,7 @@ def _checked_exams(
     blank = _is_blank(exams["patient_id"])
     if blank.any():
         _fail(es, _first(blank), "patient_id", "patient_id is empty", "give every examination its patient's id")
+    _refuse_scientific_ids(pid, es)
     times = read_times(exams["exam_date"], es, "exam_date", options, log)
     if times.values.isna().any():
         _fail(es, _first(times.values.isna()), "exam_date", "exam_date is empty", "give every examination its date")
@@ -381,6 +498,28 @@ def _checked_exams(
     return pid, times, values
 
 
+def _refuse_scientific_ids(ids: pd.Series, source: TableSource) -> None:
+    """Ids a spreadsheet wrote in scientific notation ("2.02112E+11") lost their last digits: two patients may now
+    share one id, and no reading can tell them apart again."""
+    scientific = ids.fillna("").str.match(_SCIENTIFIC_ID)
+    if not scientific.any():
+        return
+    i = _first(scientific)
+    shown = ids.iloc[i]
+    mantissa, exponent = shown.upper().split("E+")
+    kept = len(mantissa.replace(".", ""))
+    _fail(
+        source,
+        i,
+        "patient_id",
+        f"patient id '{shown}' is in scientific notation, as a spreadsheet writes a long number: it kept {kept} of "
+        f"the id's {int(exponent) + 1} digits, so patients whose ids differ in the lost digits now share one "
+        f"({int((ids == shown).sum())} rows here carry '{shown}'; {int(scientific.sum())} ids in all are written so)",
+        "export the file again with the patient_id column formatted as text (in the spreadsheet: format the column as "
+        "Text before the data is opened or pasted), or export it from the hospital system without a spreadsheet",
+    )
+
+
 def _checked_patients(
     patients: pd.DataFrame, ps: TableSource, options: DataOptions, log: list
 ) -> tuple[pd.DataFrame, pd.Series, pd.Series, pd.Series]:
@@ -389,6 +528,7 @@ def _checked_patients(
     blank = _is_blank(patients["patient_id"])
     if blank.any():
         _fail(ps, _first(blank), "patient_id", "patient_id is empty", "give every patient an id")
+    _refuse_scientific_ids(ppid, ps)
     dupp = ppid.duplicated()
     if dupp.any():
         i = _first(dupp)
@@ -546,7 +686,7 @@ def _typed_tables(
         axis=1,
     )[exam_kept.to_numpy()]
     if options.exam_resolution == "day":
-        out_e = _one_per_day(out_e, list(indicators), log)
+        out_e = _one_per_day(out_e, list(indicators), es, options.on_conflict, log)
     else:
         dup = out_e.duplicated(["patient_id", "exam_date"], keep=False)
         if dup.any():

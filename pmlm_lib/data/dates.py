@@ -160,6 +160,16 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
     bad = parsed.isna() & (text != "")
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
+        serial = spreadsheet_serial(text.iloc[i])
+        if serial is not None:
+            raise DateProblem(
+                i,
+                f"'{text.iloc[i]}' is not a date but a spreadsheet's serial day number (it would be {serial[0]} in "
+                f"Excel's 1900 date system, {serial[1]} in the 1904 one, which Mac spreadsheets used): the column "
+                "went through a spreadsheet that stored its dates as numbers",
+                "format the date column as a date (YYYY-MM-DD) in the spreadsheet before exporting, or export the "
+                "file from the hospital system directly",
+            )
         raise DateProblem(
             i,
             f"'{text.iloc[i]}' is not a date",
@@ -169,3 +179,20 @@ def parse_times(values: pd.Series, date_format: str | None = None, dayfirst: boo
         (parsed.dropna() != parsed.dropna().dt.normalize()).any()
     )
     return ParsedTimes(pd.Series(parsed.to_numpy(), index=values.index), has_time, notes)
+
+
+_SERIAL = re.compile(r"^\d{4,5}(?:\.\d+)?$")
+
+
+def spreadsheet_serial(text: str) -> tuple[str, str] | None:
+    """A spreadsheet's serial day number (days since 1899-12-30, or since 1904-01-01 in the 1904 system; a
+    fraction is the time of day) read both ways, for dates from 1927 to 2119; None for anything else. Which
+    system made it cannot be read from the number, so it is named, never chosen."""
+    if not _SERIAL.match(text.strip()):
+        return None
+    days = float(text)
+    if not 10_000 <= days <= 80_000:
+        return None
+    as_1900 = pd.Timestamp("1899-12-30") + pd.Timedelta(days=days)
+    as_1904 = pd.Timestamp("1904-01-01") + pd.Timedelta(days=days)
+    return f"{as_1900:%Y-%m-%d}", f"{as_1904:%Y-%m-%d}"

@@ -2,9 +2,10 @@
 
 A CSV is read as text (so that validation can point at the cell a user sees), after three things
 are decided, each detected by default and each an option when detection cannot decide:
-- the encoding: UTF-8 (with or without a byte-order mark), else GB18030 (the Chinese national
-  standard, a superset of GBK and GB2312) when the bytes read as Chinese; anything else, Latin-1
-  for instance, is named by the user (`encoding`);
+- the encoding: UTF-16 or UTF-32 when the file starts with their byte-order mark (a spreadsheet's
+  "Unicode text" export), else UTF-8 (with or without a byte-order mark), else GB18030 (the Chinese
+  national standard, a superset of GBK and GB2312) when the bytes read as Chinese; anything else,
+  Latin-1 for instance, is named by the user (`encoding`);
 - the delimiter: comma, semicolon, tab or bar, from the header and the first lines (`delimiter`);
 - the decimal mark: a comma in files whose delimiter is not a comma, when the numbers say so
   (`decimal`).
@@ -15,6 +16,7 @@ Every clean-up is reported in `ReadReport.notes` for the filter log.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -24,6 +26,13 @@ from pathlib import Path
 import pandas as pd
 
 ENCODINGS_TRIED = ("utf-8-sig", "gb18030")
+# UTF-32 first: its little-endian mark begins with UTF-16's
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -62,6 +71,12 @@ def decode(raw: bytes, path: Path, encoding: str = "auto") -> tuple[str, str]:
                 f"{path}: cannot be read as {encoding} ({exc}). How to fix: set the encoding option to the "
                 "file's encoding (utf-8, gb18030, latin-1, cp1252, ...), or save the file as UTF-8"
             ) from None
+    for bom, codec in _BOMS:  # a byte-order mark says the encoding exactly (Excel's "Unicode text" is UTF-16)
+        if raw.startswith(bom):
+            try:
+                return raw[len(bom) :].decode(codec), codec
+            except UnicodeDecodeError:
+                break  # a mark that lies: read on as below
     try:
         return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError as exc:
@@ -174,6 +189,15 @@ def read_csv(
         )
     text, used = decode(raw, path, encoding)
     report = ReadReport(encoding=used)
+    if used.startswith(("utf-16", "utf-32")) and encoding == "auto":
+        report.notes.append(
+            (
+                f"a {used[:6].upper()} byte-order mark: the file was read as {used.upper()} (as a spreadsheet's "
+                "'Unicode text' export saves it)",
+                1,
+                path.name,
+            )
+        )
     report.delimiter = sniff_delimiter(text, path) if delimiter == "auto" else delimiter
     if report.delimiter not in DELIMITERS:
         raise ReadError(f"{path}: delimiter {report.delimiter!r} is not supported. How to fix: use one of , ; tab |")

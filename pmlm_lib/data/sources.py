@@ -12,10 +12,10 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pmlm_lib.data import adapters, indicators, replies, synthetic
 from pmlm_lib.common.atomic import private_name, publish
-from pmlm_lib.data.cohort import Cohort, CohortError, load_folder
 from pmlm_lib.common.weights import cache_dir
+from pmlm_lib.data import adapters, indicators, replies, synthetic
+from pmlm_lib.data.cohort import Cohort, CohortError, load_folder
 
 if TYPE_CHECKING:  # pandas is imported where tables are made, not at import time
     import pandas as pd

@@ -35,6 +35,13 @@ def _add_data_options(parser) -> None:
     group.add_argument(
         "--allow-future-dates", action="store_true", help="dates shifted into the future by de-identification"
     )
+    group.add_argument("--thousands", choices=[",", ".", " "], help="the numbers' thousands separator: 1,234.5")
+    group.add_argument(
+        "--on-conflict",
+        dest="on_conflict",
+        choices=["last", "first", "raise"],
+        help="two values of one patient, time and indicator: the later row wins (last, default), first, or stop",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

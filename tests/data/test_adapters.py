@@ -102,7 +102,9 @@ def test_meds_messages_fit_an_event_stream_not_a_csv():
         adapters.load_meds(_events([], []), {"LAB//HB": "hemoglobin"}, [])
     # values in another unit than declared: the fix names load_meds' arguments, not a cohort.json
     with pytest.raises(CohortError) as mixed:
-        adapters.load_meds(_events(["LAB//HB"] * 3, [120.0, 118.0, 101.0]), {"LAB//HB": "hemoglobin"}, [], units={"hemoglobin": "g/dL"})
+        adapters.load_meds(
+            _events(["LAB//HB"] * 3, [120.0, 118.0, 101.0]), {"LAB//HB": "hemoglobin"}, [], units={"hemoglobin": "g/dL"}
+        )
     message = str(mixed.value)
     assert "outside 2..25, the plausible range in g/dL" in message and "load_meds(units=" in message
     assert "cohort.json" not in message
@@ -110,7 +112,10 @@ def test_meds_messages_fit_an_event_stream_not_a_csv():
 
 def test_meds_declared_unit_keeps_the_plausibility_check():
     c = adapters.load_meds(
-        _events(["LAB//HB"] * 4, [11.0, 99999.0, 12.0, 10.5]), {"LAB//HB": "hemoglobin"}, [], units={"hemoglobin": "g/dL"}
+        _events(["LAB//HB"] * 4, [11.0, 99999.0, 12.0, 10.5]),
+        {"LAB//HB": "hemoglobin"},
+        [],
+        units={"hemoglobin": "g/dL"},
     )
     assert c.exams["hemoglobin"].isna().sum() == 1
     assert any("hemoglobin (1, outside 2..25)" in r["detail"] for r in c.load_log)

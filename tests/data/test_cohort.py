@@ -307,7 +307,10 @@ def test_invalid_cohort_json_names_line_and_column(tmp_path):
 
 
 def test_a_declared_unit_converts_the_limits_instead_of_switching_the_check_off(tmp_path):
-    exams = "patient_id,exam_date,hemoglobin,total_bilirubin\nA,2021-03-01,12.0,0.8\nA,2021-04-01,99999,0.9\nB,2021-05-02,10.1,90\n"
+    exams = (
+        "patient_id,exam_date,hemoglobin,total_bilirubin\n"
+        "A,2021-03-01,12.0,0.8\nA,2021-04-01,99999,0.9\nB,2021-05-02,10.1,90\n"
+    )
     (tmp_path / "cohort.json").write_text('{"units": {"hemoglobin": "g/dL", "total_bilirubin": "mg/dL"}}')
     c = load_folder(write(tmp_path, exams=exams))
     assert c.exams["hemoglobin"].isna().sum() == 1 and c.exams["total_bilirubin"].isna().sum() == 1
@@ -329,7 +332,10 @@ def test_a_declared_unit_converts_the_limits_instead_of_switching_the_check_off(
 
 
 def test_missing_value_words_in_number_cells_are_counted_in_the_log(tmp_path):
-    exams = "patient_id,exam_date,hemoglobin,platelet_count\nA,2021-03-01,NA,250\nA,2021-04-01,118,null\nB,2021-05-02,-,N/A\n"
+    exams = (
+        "patient_id,exam_date,hemoglobin,platelet_count\n"
+        "A,2021-03-01,NA,250\nA,2021-04-01,118,null\nB,2021-05-02,-,N/A\n"
+    )
     c = load_folder(write(tmp_path, exams=exams))
     assert c.exams[["hemoglobin", "platelet_count"]].isna().sum().tolist() == [2, 2]
     assert "missing-value words (NA, null, -, N/A, ...) read as missing measurements (4)" in log_reasons(c)
