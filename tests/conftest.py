@@ -2,6 +2,20 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (tests/data/test_properties.py): a fixed budget from a fixed seed in `make test` (the same
+# inputs every run, well inside a minute here), and many fresh ones with HYPOTHESIS_PROFILE=long before a release.
+settings.register_profile(
+    "default",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC = Path(os.environ.get("PMLM_PUBLIC_DATA", REPO.parent / "shared" / "data" / "public"))

@@ -59,7 +59,10 @@ def is_local_url(url: str) -> bool:
 # A serialized examination line, with or without a time of day ("2022-05-03: HGB 112, PLT 158",
 # "2022-05-03 08:30: ..."), as `serialize.exam_line` writes it.
 _EXAM_LINE = re.compile(r"(?m)^\s*\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?:\s*\S+\s+-?\d")
-_NUMBER = r"\s*[:=]?\s*[<>≤≥]?\s*-?\d+(?:[.,]\d+)?"
+# a number as the loaders read one: a colon or equals sign (ASCII or full-width), a comparison (a censored value), a
+# sign, digits (full-width ones too: Python's \d is Unicode), a decimal point or comma, or only a fraction (".5"),
+# an exponent ("1e2")
+_NUMBER = r"\s*[:=：＝]?\s*[<>≤≥＜＞]?\s*[-+]?(?:\d+(?:[.,]\d+)?|[.,]\d+)(?:[eE][-+]?\d+)?"
 
 
 class RawValueGuard:
