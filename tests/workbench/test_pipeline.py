@@ -127,7 +127,7 @@ def test_every_step_of_the_method_is_in_the_report(smoke_run):
     modes = pd.read_csv(run_dir / "tables" / "inference_modes.csv", index_col=0)
     from pmlm_lib.method.refine.selection import choose_mode
 
-    assert result["inference"]["mode"] == choose_mode(modes) and len(modes) == 4
+    assert result["inference"]["mode"] == choose_mode(modes) and len(modes) == 5  # consensus among them
     # the smoke profile judges each training on 3 validation patients (restarts: 2): the one kept is policy.pt
     restarts = result["restarts"]
     judged = pd.read_csv(run_dir / "tables" / "restarts.csv", index_col=0)
