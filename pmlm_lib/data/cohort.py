@@ -514,7 +514,8 @@ def _refuse_scientific_ids(ids: pd.Series, source: TableSource) -> None:
         "patient_id",
         f"patient id '{shown}' is in scientific notation, as a spreadsheet writes a long number: it kept {kept} of "
         f"the id's {int(exponent) + 1} digits, so patients whose ids differ in the lost digits now share one "
-        f"({_rows(int((ids == shown).sum()))} here carry '{shown}'; {_rows(int(scientific.sum()))} in all are written so)",
+        f"({_rows(int((ids == shown).sum()))} here carry '{shown}'; {_rows(int(scientific.sum()))} in all are written "
+        "so)",
         "export the file again with the patient_id column formatted as text (in the spreadsheet: format the column as "
         "Text before the data is opened or pasted), or export it from the hospital system without a spreadsheet",
     )
