@@ -97,6 +97,7 @@ def build_candidates(inputs: RunInputs, patient_ids: list[str], seed: int, n_ste
     """Long tables of the candidates' prompts and features, and what the candidates are."""
     items = items_for(inputs.predictions.loc[patient_ids, "predicted"], inputs.peers, inputs.k)
     floor = similarity_floor(inputs)
+    confidence = inputs.predictions.loc[patient_ids, "confidence"].astype(float)
     rows, features = [], []
     for pid in patient_ids:
         built = items[pid].prompt()
@@ -105,10 +106,9 @@ def build_candidates(inputs: RunInputs, patient_ids: list[str], seed: int, n_ste
                 f"patient {pid}: s_0 rebuilt from the prediction and peers differs from notebook 03's coarse prompt; "
                 "the run was made with another template: run notebook 03 again"
             )
-        confidence = float(inputs.predictions.loc[pid, "confidence"])
         for name, edited in candidate_items(items[pid], floor).items():
             rows.append({"patient_id": pid, "candidate": name, "prompt": edited.prompt()})
-            features.append(_features(pid, name, items[pid], edited, confidence))
+            features.append(_features(pid, name, items[pid], edited, confidence[pid]))
     word_level = {RANDOM: pd.Series(random_deletion_prompts(inputs.coarse[patient_ids], n_steps, seed))}
     consensus = None
     if inputs.refined is not None:
@@ -121,8 +121,7 @@ def build_candidates(inputs: RunInputs, patient_ids: list[str], seed: int, n_ste
     for name, prompts in word_level.items():
         for pid in patient_ids:
             rows.append({"patient_id": pid, "candidate": name, "prompt": prompts[pid]})
-            confidence = float(inputs.predictions.loc[pid, "confidence"])
-            features.append(_features(pid, name, items[pid], None, confidence))
+            features.append(_features(pid, name, items[pid], None, confidence[pid]))
     about = {
         "similarity_floor": round(floor, 4),
         "consensus_template": personalization.describe(consensus) if consensus is not None else None,

@@ -340,18 +340,23 @@ def _zebra_editor(embedder):
     return PromptEditor(embedder, WordPolicy(), PatientEncoder(30), n_steps=2, embed="once", device="cpu")
 
 
+def _zebra_refiner(embedder) -> Refiner:
+    """Algorithm 1 paid for answers without "zebra": 8 epochs of updates of 8 episodes, a running-mean baseline."""
+    torch.manual_seed(0)
+    return Refiner(
+        _zebra_editor(embedder),
+        AnswerReward(EchoResponder(), _no_zebra, Decoding()),
+        RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False),
+    )
+
+
 def test_algorithm_1_learns_to_delete_the_word_the_reward_pays_for(embedder):
     """A reward that pays 1 for an answer without the marker word "zebra": within a few epochs the share
     of episodes deleting it rises far above the random rate (one word among ~25, two edits per prompt)."""
     from pmlm_lib.method.refine.word_edits import edited_types
 
-    torch.manual_seed(0)
     episodes = _zebra_episodes()
-    refiner = Refiner(
-        _zebra_editor(embedder),
-        AnswerReward(EchoResponder(), _no_zebra, Decoding()),
-        RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False),
-    )
+    refiner = _zebra_refiner(embedder)
     refiner.train(episodes, progress=lambda *_: None)
     share = {
         e: np.mean(
@@ -468,13 +473,8 @@ def test_the_consensus_mode_is_one_learned_edit_for_everyone_kept_with_the_check
     keeps it, and the editor loaded from the checkpoint applies the same edit."""
     from pmlm_lib.method.refine.editor import load_editor
 
-    torch.manual_seed(0)
     episodes = _zebra_episodes()
-    refiner = Refiner(
-        _zebra_editor(embedder),
-        AnswerReward(EchoResponder(), _no_zebra, Decoding()),
-        RefineConfig(lr=0.01, epochs=8, batch_size=8, baseline="mean", random_control=False),
-    )
+    refiner = _zebra_refiner(embedder)
     refiner.train(episodes, tmp_path / "policy.pt", progress=lambda *_: None)
     consensus = refiner.editor.consensus
     assert len(consensus) == 2 and ("delete", "zebra", 1, None) in consensus
